@@ -1,1 +1,27 @@
-//! Canopy server
+//! Canopy server: the sync hub for Feature documents.
+//!
+//! # Layout
+//!
+//! - [`config`]: command line and environment configuration.
+//! - [`server`]: assembles everything and runs it on a bound listener.
+//! - [`http`]: the router (JSON API, `/sync`, health, metrics).
+//! - [`sync`]: samod's repo, the per-connection gateway and the access policy.
+//! - [`storage`]: samod storage on SQLite and the durable-heads index.
+//! - [`db`]: the SQLite database (one writer thread, pooled readers).
+//! - [`registry`]: which documents are shared; feature summaries.
+//! - [`features`]: feature operations behind the API.
+//! - [`client`]: a samod dialer for `/sync`, used by Rust peers.
+//! - [`metrics`], [`telemetry`]: Prometheus metrics and logging.
+
+pub mod client;
+pub mod config;
+pub mod db;
+pub mod features;
+pub mod http;
+pub mod metrics;
+pub mod registry;
+pub mod server;
+pub mod state;
+pub mod storage;
+pub mod sync;
+pub mod telemetry;

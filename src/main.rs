@@ -1,1 +1,66 @@
-fn main() {}
+//! The `canopy` binary: parse the configuration, set up logging, bind the
+//! listener and hand it to the server with a shutdown token.
+
+use anyhow::Context;
+use canopy::config::{Cli, Command, ServerConfig};
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    canopy::telemetry::init(cli.log_format, &cli.log).map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Serve(config) => serve(config).await,
+        }
+    })
+}
+
+async fn serve(config: ServerConfig) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(on_signal(shutdown.clone()));
+    let server = canopy::server::start(config, listener, shutdown)
+        .await
+        .context("cannot start the server")?;
+    #[allow(clippy::print_stdout)]
+    {
+        println!("Canopy listening on {}", server.url());
+        println!("  API:    {}/api/features", server.url());
+        println!("  sync:   {}", server.sync_url());
+        println!("  health: {}/readyz", server.url());
+    }
+    server.wait().await.context("server stopped with an error")
+}
+
+/// Cancel on SIGINT or SIGTERM (Docker and systemd send SIGTERM).
+async fn on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    shutdown.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown signal received");
+    shutdown.cancel();
+}

@@ -1,0 +1,55 @@
+# Canopy: two commands.
+#   make run   set up and start the server on its embedded defaults
+#   make test  run every test (what CI runs)
+
+SHELL := /bin/bash
+CARGO ?= cargo
+NPM ?= npm
+DATA_DIR ?= ./canopy-data
+LISTEN ?= 127.0.0.1:8420
+
+.PHONY: run test setup js-deps build release lint fmt bench smoke clean
+
+## Set up and start Canopy (SQLite in $(DATA_DIR), listening on $(LISTEN)).
+run: release
+	./target/release/canopy serve --listen $(LISTEN) --data-dir $(DATA_DIR)
+
+## Run every test: unit, integration (real servers, Node interop), the make-run smoke test.
+test: js-deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test --workspace --all-targets
+	./tests/smoke/make-run.sh
+
+setup: js-deps
+
+## Pinned official automerge JS packages used by the interop tests and benchmarks.
+js-deps: tests/js/node_modules/.package-lock.json
+
+tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package-lock.json
+	$(NPM) ci --prefix tests/js --no-audit --no-fund
+	@touch $@
+
+build:
+	$(CARGO) build --workspace
+
+release:
+	$(CARGO) build --release --bin canopy
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## The sync benchmark against the JS reference server (see docs/benchmarks.md).
+bench: js-deps
+	$(CARGO) bench --bench sync_hub
+
+smoke: release
+	./tests/smoke/make-run.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf tests/js/node_modules

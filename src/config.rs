@@ -1,0 +1,144 @@
+//! Command line and environment configuration. Every flag can also be set
+//! with a `CANOPY_*` environment variable.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::{
+    db::{DbConfig, Synchronous},
+    sync::SyncLimits,
+};
+
+/// Canopy: a multiplayer background coding agent platform.
+#[derive(Debug, Parser)]
+#[command(name = "canopy", version, about, long_about = None)]
+pub struct Cli {
+    /// Log output format.
+    #[arg(long, env = "CANOPY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info,canopy=debug`.
+    #[arg(long, env = "CANOPY_LOG", default_value = "info", global = true)]
+    pub log: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServerConfig),
+}
+
+/// Log formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
+
+/// Server settings.
+#[derive(Debug, Clone, Args)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    #[arg(long, env = "CANOPY_LISTEN", default_value = "127.0.0.1:8420")]
+    pub listen: SocketAddr,
+
+    /// Directory for the SQLite database and other state.
+    #[arg(long, env = "CANOPY_DATA_DIR", default_value = "./canopy-data")]
+    pub data_dir: PathBuf,
+
+    /// URL clients use to reach this server (default: derived from the
+    /// listening address).
+    #[arg(long, env = "CANOPY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// SQLite commit durability: `full` survives power loss, `normal`
+    /// survives process crashes only.
+    #[arg(long, env = "CANOPY_SQLITE_SYNCHRONOUS", value_enum, default_value_t = Synchronous::Full)]
+    pub sqlite_synchronous: Synchronous,
+
+    /// Upper bound for the database size, in MiB. Past it, writes fail, the
+    /// server reports not ready and serves documents read-only.
+    #[arg(long, env = "CANOPY_STORAGE_QUOTA_MB", value_parser = clap::value_parser!(u64).range(1..))]
+    pub storage_quota_mb: Option<u64>,
+
+    /// Largest sync message accepted, in bytes.
+    #[arg(long, env = "CANOPY_MAX_MESSAGE_BYTES", default_value_t = 16 << 20, value_parser = clap::value_parser!(u64).range(1024..=(1 << 30)))]
+    pub max_message_bytes: u64,
+
+    /// Largest HTTP request body accepted, in bytes.
+    #[arg(long, env = "CANOPY_MAX_REQUEST_BYTES", default_value_t = 256 << 10, value_parser = clap::value_parser!(u64).range(1024..=(64 << 20)))]
+    pub max_request_bytes: u64,
+
+    /// Sustained sync messages per second allowed per connection.
+    #[arg(long, env = "CANOPY_SYNC_RATE_LIMIT", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub sync_rate_limit: u32,
+
+    /// Sync messages a connection may send in a burst.
+    #[arg(long, env = "CANOPY_SYNC_RATE_BURST", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub sync_rate_burst: u32,
+
+    /// Seconds of silence (not even a pong) after which a sync connection is closed.
+    #[arg(long, env = "CANOPY_SYNC_IDLE_TIMEOUT_SECS", default_value_t = 90, value_parser = clap::value_parser!(u64).range(5..))]
+    pub sync_idle_timeout_secs: u64,
+
+    /// Seconds to wait for connections and pending writes at shutdown.
+    #[arg(long, env = "CANOPY_SHUTDOWN_TIMEOUT_SECS", default_value_t = 15)]
+    pub shutdown_timeout_secs: u64,
+
+    /// Timeout for one HTTP API request, in seconds.
+    #[arg(long, env = "CANOPY_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_secs: u64,
+}
+
+#[derive(Parser)]
+struct DefaultsOnly {
+    #[command(flatten)]
+    config: ServerConfig,
+}
+
+impl ServerConfig {
+    /// The defaults, with `data_dir` set and listening on an ephemeral
+    /// loopback port; what tests and embedders start from.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        // Parsing an empty command line cannot fail: every field has a default.
+        let mut config = DefaultsOnly::try_parse_from(["canopy"])
+            .map(|d| d.config)
+            .unwrap_or_else(|e| panic!("server defaults must parse: {e}"));
+        config.data_dir = data_dir.into();
+        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config
+    }
+
+    /// The SQLite file.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("canopy.db")
+    }
+
+    pub(crate) fn db_config(&self) -> DbConfig {
+        let mut db = DbConfig::new(self.database_path());
+        db.synchronous = self.sqlite_synchronous;
+        db.max_bytes = self.storage_quota_mb.map(|mb| mb << 20);
+        db
+    }
+
+    pub(crate) fn sync_limits(&self) -> SyncLimits {
+        SyncLimits {
+            max_message_bytes: usize::try_from(self.max_message_bytes).unwrap_or(usize::MAX),
+            rate_per_sec: self.sync_rate_limit,
+            burst: self.sync_rate_burst,
+            idle_timeout: Duration::from_secs(self.sync_idle_timeout_secs),
+            ping_interval: Duration::from_secs((self.sync_idle_timeout_secs / 3).max(1)),
+            ..SyncLimits::default()
+        }
+    }
+
+    pub(crate) fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
+    }
+}

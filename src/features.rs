@@ -1,0 +1,439 @@
+//! Feature operations behind the HTTP API: create a feature (document +
+//! registry entry), read it, add sessions and queue entries for clients that
+//! do not speak CRDT.
+//!
+//! Every change the server makes carries a real timestamp and a short
+//! message, and goes through samod so it is persisted and synced like any
+//! peer's change.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use automerge::Automerge;
+use canopy_protocol::{
+    ChangeMeta,
+    feature::{self, FeatureDoc, NewFeature, NewQueueEntry, NewSession, QueueEntry, RepoRef},
+    ids,
+};
+use samod::{DocHandle, DocumentId, Repo};
+use serde::Serialize;
+
+use crate::{
+    db::Database,
+    registry::{FeatureRecord, Registry, RegistryError},
+};
+
+/// Limits on what people send; generous for real use, small enough that one
+/// request cannot bloat a document.
+pub mod limits {
+    /// Feature and session titles, in characters.
+    pub const TITLE_CHARS: usize = 200;
+    /// Descriptions and scopes, in characters.
+    pub const DESCRIPTION_CHARS: usize = 20_000;
+    /// One prompt, in characters.
+    pub const PROMPT_CHARS: usize = 64_000;
+    /// Unfinished queue entries per session.
+    pub const QUEUED_PER_SESSION: usize = 100;
+    /// `depends_on` entries.
+    pub const DEPENDENCIES: usize = 32;
+    /// Repository URLs and branch names.
+    pub const REF_CHARS: usize = 2048;
+    /// Page size for listings.
+    pub const PAGE_MAX: u32 = 500;
+}
+
+/// Who is making a request. Until authentication lands every caller is the
+/// local operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// User id recorded as author.
+    pub user_id: String,
+    /// Display name.
+    pub name: String,
+}
+
+impl Actor {
+    /// The single local user of an unauthenticated server.
+    pub fn local() -> Self {
+        Actor {
+            user_id: "local".into(),
+            name: "Local user".into(),
+        }
+    }
+}
+
+/// Feature operation errors; the HTTP layer maps them to status codes.
+#[derive(Debug, thiserror::Error)]
+pub enum FeatureError {
+    /// No such feature (or not visible to the caller).
+    #[error("feature {0} not found")]
+    NotFound(String),
+    /// No such session in the feature.
+    #[error("session {0} not found in this feature")]
+    SessionNotFound(String),
+    /// A field is invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// Too many unfinished queue entries.
+    #[error("session {0} already has {1} unfinished prompts; wait for some to finish")]
+    QueueFull(String, usize),
+    /// Storage refuses writes.
+    #[error("storage is not accepting writes: {0}")]
+    Unavailable(String),
+    /// The document could not be read or changed.
+    #[error("document error: {0}")]
+    Document(String),
+    /// The registry failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The hub is stopping.
+    #[error("the server is shutting down")]
+    Stopped,
+}
+
+impl From<samod::Stopped> for FeatureError {
+    fn from(_: samod::Stopped) -> Self {
+        FeatureError::Stopped
+    }
+}
+
+/// What `create` returns.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedFeature {
+    /// `ftr_…`
+    pub feature_id: String,
+    /// `automerge:…`, what clients `find`.
+    pub doc_url: String,
+    /// The bare document id.
+    pub document_id: String,
+}
+
+/// A feature document rendered as JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeatureSnapshot {
+    /// `ftr_…`
+    pub feature_id: String,
+    /// `automerge:…`
+    pub doc_url: String,
+    /// Current heads (hex change hashes).
+    pub heads: Vec<String>,
+    /// The document.
+    pub document: FeatureDoc,
+}
+
+/// Input for a new feature.
+#[derive(Debug, Clone)]
+pub struct CreateFeature {
+    /// Title.
+    pub title: String,
+    /// Description.
+    pub description: String,
+    /// Repository.
+    pub repo: Option<RepoRef>,
+}
+
+/// Input for a new session.
+#[derive(Debug, Clone)]
+pub struct CreateSession {
+    /// Title.
+    pub title: String,
+    /// Scope.
+    pub scope: String,
+    /// Sessions this one waits for.
+    pub depends_on: Vec<String>,
+}
+
+/// Input for a queue entry.
+#[derive(Debug, Clone)]
+pub struct Enqueue {
+    /// Session to run the prompt in.
+    pub session_id: String,
+    /// The prompt.
+    pub text: String,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn check_len(field: &str, value: &str, max: usize) -> Result<(), FeatureError> {
+    let n = value.chars().count();
+    if n > max {
+        return Err(FeatureError::Invalid(format!(
+            "{field} is {n} characters long; the limit is {max}"
+        )));
+    }
+    Ok(())
+}
+
+fn check_text(field: &str, value: &str, max: usize, required: bool) -> Result<(), FeatureError> {
+    if required && value.trim().is_empty() {
+        return Err(FeatureError::Invalid(format!("{field} must not be empty")));
+    }
+    if value.chars().any(|c| c == '\0') {
+        return Err(FeatureError::Invalid(format!(
+            "{field} must not contain NUL characters"
+        )));
+    }
+    check_len(field, value, max)
+}
+
+fn check_repo(repo: &RepoRef) -> Result<(), FeatureError> {
+    check_text("repo.url", &repo.url, limits::REF_CHARS, true)?;
+    let url = repo.url.as_str();
+    let scheme_ok = ["https://", "http://", "ssh://", "git://", "file://"]
+        .iter()
+        .any(|s| url.starts_with(s))
+        || (url.starts_with("git@") && url.contains(':'));
+    if !scheme_ok || url.chars().any(char::is_whitespace) {
+        return Err(FeatureError::Invalid(format!(
+            "repo.url {url:?} is not a git URL (https://, ssh://, git://, file:// or git@host:path)"
+        )));
+    }
+    for (field, value) in [
+        ("repo.base_branch", Some(&repo.base_branch)),
+        ("repo.feature_branch", repo.feature_branch.as_ref()),
+    ] {
+        if let Some(b) = value {
+            check_text(field, b, 255, field == "repo.base_branch")?;
+            if b.starts_with('-')
+                || b.contains("..")
+                || b.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(FeatureError::Invalid(format!(
+                    "{field} {b:?} is not a valid branch name"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Feature operations. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct FeatureService {
+    registry: Registry,
+    repo: Repo,
+    db: Database,
+}
+
+impl FeatureService {
+    /// A service over the registry and samod repo.
+    pub fn new(registry: Registry, repo: Repo, db: Database) -> Self {
+        FeatureService { registry, repo, db }
+    }
+
+    fn ensure_writable(&self) -> Result<(), FeatureError> {
+        match self.db.health() {
+            crate::db::StorageHealth::Ok => Ok(()),
+            crate::db::StorageHealth::Failed { error } => Err(FeatureError::Unavailable(error)),
+        }
+    }
+
+    /// Create a feature: its document (persisted before this returns) and
+    /// its registry entry, which makes the document visible to peers.
+    pub async fn create(
+        &self,
+        input: CreateFeature,
+        actor: &Actor,
+    ) -> Result<CreatedFeature, FeatureError> {
+        check_text("title", &input.title, limits::TITLE_CHARS, true)?;
+        check_text(
+            "description",
+            &input.description,
+            limits::DESCRIPTION_CHARS,
+            false,
+        )?;
+        if let Some(repo) = &input.repo {
+            check_repo(repo)?;
+        }
+        self.ensure_writable()?;
+
+        let feature_id = ids::new_feature_id();
+        let created_at = now_ms();
+        let doc: Automerge = feature::new_feature_document(&NewFeature {
+            feature_id: feature_id.clone(),
+            title: input.title.trim().to_owned(),
+            description: input.description,
+            repo: input.repo,
+            created_by: actor.user_id.clone(),
+            created_by_name: actor.name.clone(),
+            created_at,
+        })
+        .map_err(|e| FeatureError::Document(e.to_string()))?;
+        let handle = self.repo.create(doc).await?;
+        let document_id = handle.document_id().clone();
+        let record = FeatureRecord {
+            feature_id: feature_id.clone(),
+            document_id: document_id.to_string(),
+            title: input.title.trim().to_owned(),
+            status: "active".into(),
+            created_by: actor.user_id.clone(),
+            created_at,
+            updated_at: created_at,
+        };
+        self.registry
+            .register_feature(record, document_id.clone())
+            .await?;
+        tracing::info!(feature_id, document_id = %document_id, "feature created");
+        Ok(CreatedFeature {
+            feature_id,
+            doc_url: handle.url().to_string(),
+            document_id: document_id.to_string(),
+        })
+    }
+
+    /// Features, newest first.
+    pub async fn list(
+        &self,
+        limit: u32,
+        before: Option<(i64, String)>,
+    ) -> Result<Vec<FeatureRecord>, FeatureError> {
+        Ok(self
+            .registry
+            .list_features(limit.clamp(1, limits::PAGE_MAX), before)
+            .await?)
+    }
+
+    async fn handle(&self, feature_id: &str) -> Result<(FeatureRecord, DocHandle), FeatureError> {
+        if !ids::is_valid_id(ids::FEATURE_PREFIX, feature_id) {
+            return Err(FeatureError::NotFound(feature_id.to_owned()));
+        }
+        let record = self
+            .registry
+            .feature(feature_id)
+            .await?
+            .ok_or_else(|| FeatureError::NotFound(feature_id.to_owned()))?;
+        let doc_id: DocumentId = record.document_id.parse().map_err(|_| {
+            FeatureError::Document(format!("bad document id {}", record.document_id))
+        })?;
+        let handle = self.repo.find(doc_id).await?.ok_or_else(|| {
+            FeatureError::Document(format!(
+                "document {} of feature {feature_id} is missing from storage",
+                record.document_id
+            ))
+        })?;
+        Ok((record, handle))
+    }
+
+    /// The current document as JSON.
+    pub async fn snapshot(&self, feature_id: &str) -> Result<FeatureSnapshot, FeatureError> {
+        let (record, handle) = self.handle(feature_id).await?;
+        let (doc, heads) = handle
+            .with_document_async(|doc| (feature::read(doc), doc.get_heads()))
+            .await?;
+        let document = doc.map_err(|e| FeatureError::Document(e.to_string()))?;
+        Ok(FeatureSnapshot {
+            feature_id: record.feature_id,
+            doc_url: handle.url().to_string(),
+            heads: heads.iter().map(|h| h.to_string()).collect(),
+            document,
+        })
+    }
+
+    /// Add a session (status `pending`).
+    pub async fn add_session(
+        &self,
+        feature_id: &str,
+        input: CreateSession,
+        actor: &Actor,
+    ) -> Result<(String, feature::Session), FeatureError> {
+        check_text("title", &input.title, limits::TITLE_CHARS, true)?;
+        check_text("scope", &input.scope, limits::DESCRIPTION_CHARS, false)?;
+        if input.depends_on.len() > limits::DEPENDENCIES {
+            return Err(FeatureError::Invalid(format!(
+                "depends_on lists {} sessions; the limit is {}",
+                input.depends_on.len(),
+                limits::DEPENDENCIES
+            )));
+        }
+        for dep in &input.depends_on {
+            if !ids::is_valid_id(ids::SESSION_PREFIX, dep) {
+                return Err(FeatureError::Invalid(format!(
+                    "depends_on entry {dep:?} is not a session id"
+                )));
+            }
+        }
+        self.ensure_writable()?;
+        let (_, handle) = self.handle(feature_id).await?;
+        let session_id = ids::new_session_id();
+        let new = NewSession {
+            session_id: session_id.clone(),
+            title: input.title.trim().to_owned(),
+            scope: input.scope,
+            depends_on: input.depends_on,
+            created_by: actor.user_id.clone(),
+            created_at: now_ms(),
+        };
+        let sid = session_id.clone();
+        let session = handle
+            .with_document_async(move |doc| {
+                for dep in &new.depends_on {
+                    if feature::read_session(doc, dep).is_none() {
+                        return Err(FeatureError::Invalid(format!(
+                            "depends_on: session {dep} does not exist in this feature"
+                        )));
+                    }
+                }
+                doc.transact_with(
+                    |_| ChangeMeta::now(format!("add session {sid}")).commit_options(),
+                    |tx| feature::add_session(tx, &new),
+                )
+                .map_err(|f| FeatureError::Document(f.error.to_string()))?;
+                feature::read_session(doc, &sid).ok_or_else(|| {
+                    FeatureError::Document("session vanished after being added".into())
+                })
+            })
+            .await??;
+        tracing::info!(feature_id, session_id, "session added");
+        Ok((session_id, session))
+    }
+
+    /// Append a prompt to the queue, as `queued`.
+    pub async fn enqueue(
+        &self,
+        feature_id: &str,
+        input: Enqueue,
+        actor: &Actor,
+    ) -> Result<QueueEntry, FeatureError> {
+        check_text("text", &input.text, limits::PROMPT_CHARS, true)?;
+        if !ids::is_valid_id(ids::SESSION_PREFIX, &input.session_id) {
+            return Err(FeatureError::SessionNotFound(input.session_id));
+        }
+        self.ensure_writable()?;
+        let (_, handle) = self.handle(feature_id).await?;
+        let entry = NewQueueEntry {
+            id: ids::new_queue_entry_id(),
+            session_id: input.session_id,
+            author: actor.user_id.clone(),
+            text: input.text,
+            created_at: now_ms(),
+        };
+        let entry_id = entry.id.clone();
+        let queued = handle
+            .with_document_async(move |doc| {
+                if feature::read_session(doc, &entry.session_id).is_none() {
+                    return Err(FeatureError::SessionNotFound(entry.session_id.clone()));
+                }
+                let unfinished = feature::unfinished_queue_entries(doc, &entry.session_id);
+                if unfinished >= limits::QUEUED_PER_SESSION {
+                    return Err(FeatureError::QueueFull(
+                        entry.session_id.clone(),
+                        unfinished,
+                    ));
+                }
+                doc.transact_with(
+                    |_| ChangeMeta::now(format!("queue prompt {}", entry.id)).commit_options(),
+                    |tx| feature::append_queue_entry(tx, &entry),
+                )
+                .map_err(|f| FeatureError::Document(f.error.to_string()))?;
+                feature::find_queue_entry(doc, &entry.id)
+                    .ok_or_else(|| FeatureError::Document("queue entry vanished".into()))
+            })
+            .await??;
+        tracing::info!(feature_id, queue_entry = entry_id, "prompt queued");
+        Ok(queued)
+    }
+}

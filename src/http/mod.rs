@@ -1,0 +1,136 @@
+//! The HTTP surface: the JSON API under `/api`, the `/sync` WebSocket and
+//! the operational endpoints.
+
+mod error;
+mod extract;
+mod features;
+mod ops;
+
+use std::time::{Duration, Instant};
+
+use axum::{
+    Router,
+    extract::{
+        ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State, WebSocketUpgrade,
+        ws::rejection::WebSocketUpgradeRejection,
+    },
+    http::StatusCode,
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use tower_http::{catch_panic::CatchPanicLayer, timeout::TimeoutLayer, trace::TraceLayer};
+
+pub use error::ApiError;
+
+use crate::{metrics::HttpLabels, state::AppState};
+
+/// Build the router. Tests call this directly.
+pub fn router(state: AppState) -> Router {
+    let config = state.config();
+    let body_limit = usize::try_from(config.max_request_bytes).unwrap_or(usize::MAX);
+    let api = Router::new()
+        .route(
+            "/features",
+            post(features::create_feature).get(features::list_features),
+        )
+        .route("/features/{feature_id}", get(features::get_feature))
+        .route(
+            "/features/{feature_id}/sessions",
+            post(features::create_session),
+        )
+        .route("/features/{feature_id}/queue", post(features::enqueue))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(config.request_timeout_secs),
+        ));
+
+    Router::new()
+        .nest("/api", api)
+        .route("/sync", get(sync_upgrade))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/", get(ops::index))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str)
+                .unwrap_or("unmatched");
+            tracing::info_span!("http", method = %req.method(), route)
+        }))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal("a request handler panicked").into_response()
+        }))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed for this endpoint",
+    )
+}
+
+/// Count and time every request by route pattern.
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.run(req).await;
+    let labels = HttpLabels {
+        method,
+        route,
+        status: response.status().as_u16(),
+    };
+    let metrics = state.metrics();
+    metrics.http_requests.get_or_create(&labels).inc();
+    metrics
+        .http_seconds
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// `GET /sync`: upgrade to the automerge-repo protocol.
+async fn sync_upgrade(
+    State(state): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<std::net::SocketAddr>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            return ApiError::new(
+                StatusCode::UPGRADE_REQUIRED,
+                "websocket_required",
+                format!(
+                    "/sync speaks the automerge-repo protocol over a WebSocket: {}",
+                    rejection.body_text()
+                ),
+            )
+            .into_response();
+        }
+    };
+    let hub = state.hub().clone();
+    let limit = hub.limits().max_message_bytes;
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
+        .on_upgrade(move |socket| async move { hub.accept(socket, remote) })
+}

@@ -1,0 +1,161 @@
+//! Assembling and running the server: storage, the sync hub and the HTTP
+//! router on a listener the caller bound, until a shutdown token fires.
+
+use std::net::SocketAddr;
+
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::ServerConfig,
+    db::{Database, DbError},
+    features::FeatureService,
+    http,
+    metrics::Metrics,
+    registry::{Registry, RegistryError},
+    state::AppState,
+    storage::SqliteStorage,
+    sync::{AccessPolicy, SyncHub},
+};
+
+/// Why the server could not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Socket or filesystem trouble.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The database could not be opened.
+    #[error("database: {0}")]
+    Db(#[from] DbError),
+    /// The registry could not be loaded.
+    #[error("registry: {0}")]
+    Registry(#[from] RegistryError),
+    /// samod stopped while starting.
+    #[error("the sync hub stopped unexpectedly")]
+    Stopped,
+    /// The server task panicked.
+    #[error("server task failed: {0}")]
+    Task(String),
+}
+
+/// A started server.
+#[derive(Debug)]
+pub struct RunningServer {
+    addr: SocketAddr,
+    state: AppState,
+    task: JoinHandle<Result<(), ServerError>>,
+}
+
+impl RunningServer {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Base URL (`http://host:port`).
+    pub fn url(&self) -> &str {
+        self.state.public_url()
+    }
+
+    /// WebSocket URL of `/sync`.
+    pub fn sync_url(&self) -> String {
+        self.state.sync_url()
+    }
+
+    /// The application state (tests inspect the repo and registry).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Shut down gracefully and wait for it.
+    pub async fn stop(self) -> Result<(), ServerError> {
+        self.state.shutdown().cancel();
+        self.wait().await
+    }
+
+    /// Wait until the server has shut down (after its token fires).
+    pub async fn wait(self) -> Result<(), ServerError> {
+        self.task
+            .await
+            .map_err(|e| ServerError::Task(e.to_string()))?
+    }
+}
+
+/// Start serving on `listener`; returns once the server accepts requests.
+pub async fn start(
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<RunningServer, ServerError> {
+    let addr = listener.local_addr()?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"))
+        .trim_end_matches('/')
+        .to_owned();
+    std::fs::create_dir_all(&config.data_dir)?;
+
+    let metrics = Metrics::new();
+    let db_config = config.db_config();
+    let db = {
+        let metrics = metrics.clone();
+        tokio::task::spawn_blocking(move || Database::open(db_config, metrics))
+            .await
+            .map_err(|e| ServerError::Task(e.to_string()))??
+    };
+    let registry = Registry::load(db.clone()).await?;
+    let storage = SqliteStorage::new(db.clone(), metrics.clone());
+    let policy = AccessPolicy::new(registry.clone(), db.subscribe_health());
+    let hub = SyncHub::start(
+        &db,
+        storage,
+        policy,
+        metrics.clone(),
+        config.sync_limits(),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|_| ServerError::Stopped)?;
+    let features = FeatureService::new(registry.clone(), hub.repo().clone(), db.clone());
+
+    let state = AppState::new(
+        config.clone(),
+        public_url,
+        db.clone(),
+        registry,
+        hub.clone(),
+        features,
+        metrics,
+        shutdown.clone(),
+    );
+    let router = http::router(state.clone());
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "canopy server started");
+
+    let timeout = config.shutdown_timeout();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
+        tracing::info!("shutting down: closing sync connections");
+        db.begin_close();
+        hub.stop(timeout).await;
+        tracing::info!("shutting down: closing the database");
+        db.close().await;
+        tracing::info!("shutdown complete");
+        served.map_err(ServerError::Io)
+    });
+    Ok(RunningServer { addr, state, task })
+}
+
+/// Run until `shutdown` fires.
+pub async fn run(
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    start(config, listener, shutdown).await?.wait().await
+}

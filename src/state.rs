@@ -1,0 +1,108 @@
+//! Shared application state handed to every handler.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::ServerConfig, db::Database, features::FeatureService, metrics::Metrics,
+    registry::Registry, sync::SyncHub,
+};
+
+/// Application state. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ServerConfig,
+    public_url: String,
+    db: Database,
+    registry: Registry,
+    hub: SyncHub,
+    features: FeatureService,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+}
+
+impl AppState {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        config: ServerConfig,
+        public_url: String,
+        db: Database,
+        registry: Registry,
+        hub: SyncHub,
+        features: FeatureService,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        AppState {
+            inner: Arc::new(Inner {
+                config,
+                public_url,
+                db,
+                registry,
+                hub,
+                features,
+                metrics,
+                shutdown,
+            }),
+        }
+    }
+
+    /// Server configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    /// Base URL clients use, without a trailing slash.
+    pub fn public_url(&self) -> &str {
+        &self.inner.public_url
+    }
+
+    /// The WebSocket URL of the sync endpoint.
+    pub fn sync_url(&self) -> String {
+        let base = &self.inner.public_url;
+        let ws = if let Some(rest) = base.strip_prefix("https://") {
+            format!("wss://{rest}")
+        } else if let Some(rest) = base.strip_prefix("http://") {
+            format!("ws://{rest}")
+        } else {
+            base.clone()
+        };
+        format!("{ws}/sync")
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Database {
+        &self.inner.db
+    }
+
+    /// The document registry.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The sync hub.
+    pub fn hub(&self) -> &SyncHub {
+        &self.inner.hub
+    }
+
+    /// Feature operations.
+    pub fn features(&self) -> &FeatureService {
+        &self.inner.features
+    }
+
+    /// Metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Cancelled when the server shuts down.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+}

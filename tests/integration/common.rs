@@ -1,0 +1,327 @@
+//! Shared test harness: real servers on 127.0.0.1:0 with real SQLite files,
+//! real WebSocket peers, and the server binary for crash tests.
+
+#![allow(dead_code)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use canopy::{config::ServerConfig, server::RunningServer};
+use samod::{BackoffConfig, DocHandle, DocumentId, PeerId, Repo};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_util::sync::CancellationToken;
+
+/// How long a test waits for something that should happen quickly; a
+/// failure to happen within it is a failure, not a timing assertion.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Run `fut`, failing the test with `what` if it does not finish in time.
+pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(PATIENCE, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {PATIENCE:?} waiting for: {what}"),
+    }
+}
+
+/// Start an in-process server on `dir` with default settings.
+pub async fn start_server(dir: &Path) -> RunningServer {
+    start_with(ServerConfig::for_data_dir(dir)).await
+}
+
+/// Start an in-process server with a custom configuration.
+pub async fn start_with(config: ServerConfig) -> RunningServer {
+    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+    canopy::server::start(config, listener, CancellationToken::new())
+        .await
+        .unwrap()
+}
+
+/// An HTTP client for the API.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// `POST /api/features` and return `(feature_id, document_id)`.
+pub async fn create_feature(base: &str, title: &str) -> (String, DocumentId) {
+    let resp = http()
+        .post(format!("{base}/api/features"))
+        .json(&json!({ "title": title, "description": "made by a test" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        201,
+        "create feature: {:?}",
+        resp.text().await
+    );
+    let body: Value = resp.json().await.unwrap();
+    let feature_id = body["feature_id"].as_str().unwrap().to_owned();
+    let doc_id: DocumentId = body["document_id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        body["doc_url"].as_str().unwrap(),
+        format!("automerge:{doc_id}")
+    );
+    (feature_id, doc_id)
+}
+
+/// `POST /api/features/{id}/sessions` and return the session id.
+pub async fn create_session(base: &str, feature_id: &str, title: &str) -> String {
+    let resp = http()
+        .post(format!("{base}/api/features/{feature_id}/sessions"))
+        .json(&json!({ "title": title }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        201,
+        "create session: {:?}",
+        resp.text().await
+    );
+    let body: Value = resp.json().await.unwrap();
+    body["session_id"].as_str().unwrap().to_owned()
+}
+
+/// `GET /api/features/{id}`.
+pub async fn snapshot(base: &str, feature_id: &str) -> Value {
+    let resp = http()
+        .get(format!("{base}/api/features/{feature_id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+/// A Rust peer: its own samod repo (in memory) dialed into the server.
+pub struct Peer {
+    pub repo: Repo,
+    pub dialer: samod::DialerHandle<canopy::client::Refused>,
+}
+
+impl Peer {
+    /// Connect a new in-memory peer and wait for the handshake.
+    pub async fn connect(sync_url: &str, name: &str) -> Peer {
+        let repo = Repo::build_tokio()
+            .with_peer_id(PeerId::from(format!(
+                "{name}-{:08x}",
+                rand::random::<u32>()
+            )))
+            .load()
+            .await;
+        let dialer = canopy::client::dial(
+            &repo,
+            sync_url.parse().unwrap(),
+            BackoffConfig {
+                initial_delay: Duration::from_millis(50),
+                max_delay: Duration::from_millis(500),
+                max_retries: None,
+            },
+        )
+        .unwrap();
+        within("peer handshake", dialer.established())
+            .await
+            .unwrap();
+        Peer { repo, dialer }
+    }
+
+    /// Find a document through the server.
+    pub async fn find(&self, doc: &DocumentId) -> DocHandle {
+        within("find", self.repo.find(doc.clone()))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("document {doc} unavailable"))
+    }
+
+    /// Wait until the server has acknowledged everything this peer has for `handle`.
+    pub async fn synced(&self, handle: &DocHandle) {
+        let conn = self.dialer.connection_id().expect("connected");
+        within("server has our changes", handle.they_have_our_changes(conn)).await;
+    }
+
+    pub async fn stop(self) {
+        self.dialer.close();
+        self.repo.stop().await;
+    }
+}
+
+/// Poll `check` until it returns true.
+pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    within(what, async {
+        loop {
+            if check().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+/// The server binary as a child process (for SIGKILL tests).
+pub struct ServerProcess {
+    pub child: tokio::process::Child,
+    pub url: String,
+}
+
+impl ServerProcess {
+    /// Start `canopy serve` on `dir` and wait for it to print its URL.
+    pub async fn start(dir: &Path, extra: &[&str]) -> ServerProcess {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_canopy"))
+            .arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(dir)
+            .args(extra)
+            .env("CANOPY_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let url = within("server prints its URL", async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(url) = line.strip_prefix("Canopy listening on ") {
+                    return url.trim().to_owned();
+                }
+            }
+            panic!("server exited before printing its URL");
+        })
+        .await;
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        ServerProcess { child, url }
+    }
+
+    pub fn sync_url(&self) -> String {
+        format!("{}/sync", self.url.replacen("http://", "ws://", 1))
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub async fn kill(mut self) {
+        self.child.start_kill().unwrap();
+        self.child.wait().await.unwrap();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().unwrap();
+        let status = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success(), "kill -TERM failed");
+        within("server exits after SIGTERM", self.child.wait())
+            .await
+            .unwrap()
+    }
+}
+
+/// Repository root (for the JS programs under tests/js).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Run a Node program from tests/js; fail loudly if Node or the pinned
+/// packages are missing.
+pub async fn node(script: &str, args: &[&str]) -> String {
+    let js = repo_root().join("tests/js");
+    assert!(
+        js.join("node_modules/@automerge/automerge-repo").is_dir(),
+        "the JS interop packages are not installed: run `npm ci --prefix tests/js` (make test does)"
+    );
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new("node")
+            .arg(js.join(script))
+            .args(args)
+            .current_dir(&js)
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("node {script} timed out"))
+    .unwrap_or_else(|e| panic!("cannot run node (is Node.js installed?): {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "node {script} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Apply one change to a document, with a message and a real timestamp.
+pub fn edit<F>(handle: &DocHandle, message: &str, f: F)
+where
+    F: FnOnce(
+        &mut automerge::transaction::Transaction<'_>,
+    ) -> Result<(), canopy_protocol::SchemaError>,
+{
+    handle.with_document(|doc| {
+        doc.transact_with(
+            |_| canopy_protocol::ChangeMeta::now(message).commit_options(),
+            f,
+        )
+        .unwrap_or_else(|e| panic!("{message}: {}", e.error));
+    });
+}
+
+/// The typed document.
+pub fn read(handle: &DocHandle) -> canopy_protocol::feature::FeatureDoc {
+    handle.with_document(|doc| canopy_protocol::feature::read(doc).unwrap())
+}
+
+/// Current heads, sorted.
+pub fn heads(handle: &DocHandle) -> Vec<automerge::ChangeHash> {
+    let mut h = handle.with_document(|doc| doc.get_heads());
+    h.sort();
+    h
+}
+
+/// A learning to add.
+pub fn learning(text: &str, author: &str) -> canopy_protocol::feature::NewLearning {
+    canopy_protocol::feature::NewLearning {
+        id: canopy_protocol::ids::new_learning_id(),
+        text: text.to_owned(),
+        author: author.to_owned(),
+        from_session: None,
+        importance: canopy_protocol::feature::Importance::Medium,
+        files: vec![],
+        created_at: now_ms(),
+    }
+}
+
+/// A queue entry to append.
+pub fn queue_entry(
+    session_id: &str,
+    text: &str,
+    author: &str,
+) -> canopy_protocol::feature::NewQueueEntry {
+    canopy_protocol::feature::NewQueueEntry {
+        id: canopy_protocol::ids::new_queue_entry_id(),
+        session_id: session_id.to_owned(),
+        author: author.to_owned(),
+        text: text.to_owned(),
+        created_at: now_ms(),
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}

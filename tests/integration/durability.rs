@@ -1,0 +1,110 @@
+//! Acceptance 4 and 5: documents survive a restart, and a change the server
+//! acknowledged survives SIGKILL.
+
+use canopy_protocol::feature;
+use serde_json::Value;
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_document_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path()).await;
+    let base = server.url().to_owned();
+    let mut features = Vec::new();
+    for i in 0..5 {
+        let (id, doc) = create_feature(&base, &format!("feature {i}")).await;
+        let sid = create_session(&base, &id, "s").await;
+        let r = http()
+            .post(format!("{base}/api/features/{id}/queue"))
+            .json(&serde_json::json!({"session_id": sid, "text": format!("prompt {i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        features.push((id, doc));
+    }
+    // A peer piles changes onto one document (enough to trigger compaction).
+    let peer = Peer::connect(&server.sync_url(), "writer").await;
+    let h = peer.find(&features[0].1).await;
+    for i in 0..40 {
+        edit(&h, "learn", |tx| {
+            feature::add_learning(tx, &learning(&format!("l{i}"), "writer"))
+        });
+    }
+    peer.synced(&h).await;
+    let mut before: Vec<Value> = Vec::new();
+    for (id, _) in &features {
+        before.push(snapshot(&base, id).await);
+    }
+    peer.stop().await;
+    server.stop().await.unwrap();
+
+    let server = start_server(dir.path()).await;
+    let base = server.url().to_owned();
+    for ((id, _), old) in features.iter().zip(&before) {
+        let now = snapshot(&base, id).await;
+        assert_eq!(&now, old, "feature {id} changed across a restart");
+    }
+    assert_eq!(
+        before[0]["document"]["learnings"].as_array().unwrap().len(),
+        40
+    );
+    let list: Value = http()
+        .get(format!("{base}/api/features"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["features"].as_array().unwrap().len(), 5);
+    // And peers can sync them again.
+    let peer = Peer::connect(&server.sync_url(), "reader").await;
+    let h = peer.find(&features[0].1).await;
+    assert_eq!(read(&h).learnings.len(), 40);
+    peer.stop().await;
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_change_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut proc = ServerProcess::start(dir.path(), &[]).await;
+    let (feature_id, doc) = create_feature(&proc.url, "crash test").await;
+    let mut written = Vec::new();
+    for round in 0..6 {
+        // A fresh client with an in-memory replica writes a burst of changes,
+        // waits until the server says it has them, and throws its replica away.
+        let peer = Peer::connect(&proc.sync_url(), "crasher").await;
+        let h = peer.find(&doc).await;
+        let n = 3 + round * 4; // crosses samod's compaction threshold in some rounds
+        for i in 0..n {
+            let text = format!("round {round} change {i}");
+            edit(&h, "learn", |tx| {
+                feature::add_learning(tx, &learning(&text, "crasher"))
+            });
+            written.push(text);
+        }
+        peer.synced(&h).await;
+        drop(h);
+        peer.stop().await;
+        // No shutdown code runs.
+        proc.kill().await;
+        proc = ServerProcess::start(dir.path(), &[]).await;
+        let snap = snapshot(&proc.url, &feature_id).await;
+        let stored: Vec<&str> = snap["document"]["learnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["text"].as_str().unwrap())
+            .collect();
+        for text in &written {
+            assert!(
+                stored.contains(&text.as_str()),
+                "acknowledged change {text:?} lost after SIGKILL in round {round}"
+            );
+        }
+    }
+    proc.terminate().await;
+}

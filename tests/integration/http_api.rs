@@ -1,0 +1,165 @@
+//! The JSON API for clients that do not speak CRDT.
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_list_read_sessions_and_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path()).await;
+    let base = server.url().to_owned();
+    let client = http();
+
+    let r = client
+        .post(format!("{base}/api/features"))
+        .json(&json!({
+            "title": "Add OAuth login",
+            "description": "GitHub and Google",
+            "repo": {"url": "https://github.com/acme/app.git", "base_branch": "develop"}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let created: Value = r.json().await.unwrap();
+    let feature_id = created["feature_id"].as_str().unwrap().to_owned();
+    assert!(feature_id.starts_with("ftr_"));
+    assert_eq!(location, format!("/api/features/{feature_id}"));
+    assert_eq!(created["sync_url"], server.sync_url());
+
+    let snap = snapshot(&base, &feature_id).await;
+    let d = &snap["document"];
+    assert_eq!(d["schema"], 1);
+    assert_eq!(d["feature_id"], feature_id);
+    assert_eq!(d["title"], "Add OAuth login");
+    assert_eq!(d["description"], "GitHub and Google");
+    assert_eq!(d["status"], "active");
+    assert_eq!(d["repo"]["url"], "https://github.com/acme/app.git");
+    assert_eq!(d["repo"]["base_branch"], "develop");
+    assert_eq!(d["created_by"], "local");
+    assert!(d["created_at"].as_i64().unwrap() > 1_700_000_000_000);
+    assert_eq!(snap["doc_url"], created["doc_url"]);
+    assert!(!snap["heads"].as_array().unwrap().is_empty());
+
+    // Sessions.
+    let r = client
+        .post(format!("{base}/api/features/{feature_id}/sessions"))
+        .json(&json!({"title": "research auth patterns", "scope": "read only"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let s1: Value = r.json().await.unwrap();
+    let s1_id = s1["session_id"].as_str().unwrap().to_owned();
+    assert_eq!(s1["status"], "pending");
+    assert_eq!(s1["title"], "research auth patterns");
+    let r = client
+        .post(format!("{base}/api/features/{feature_id}/sessions"))
+        .json(&json!({"title": "implement", "depends_on": [s1_id]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let s2: Value = r.json().await.unwrap();
+    assert_eq!(s2["depends_on"], json!([s1_id]));
+
+    // Queue.
+    let mut ids = Vec::new();
+    for text in ["first", "second", "third"] {
+        let r = client
+            .post(format!("{base}/api/features/{feature_id}/queue"))
+            .json(&json!({"session_id": s1_id, "text": text}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["status"], "queued");
+        assert_eq!(e["text"], text);
+        assert_eq!(e["author"], "local");
+        assert_eq!(e["session_id"], s1_id);
+        ids.push(e["id"].as_str().unwrap().to_owned());
+    }
+    let snap = snapshot(&base, &feature_id).await;
+    let queue: Vec<&str> = snap["document"]["queue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(queue, ids);
+    assert_eq!(snap["document"]["sessions"].as_object().unwrap().len(), 2);
+
+    // Listing and pagination, newest first.
+    for i in 0..4 {
+        create_feature(&base, &format!("more {i}")).await;
+    }
+    let page: Value = client
+        .get(format!("{base}/api/features?limit=3"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let first: Vec<&str> = page["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(first.len(), 3);
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let page2: Value = client
+        .get(format!("{base}/api/features?limit=3&cursor={cursor}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let second: Vec<&str> = page2["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(second.len(), 2);
+    assert!(page2["next_cursor"].is_null());
+    let all: Vec<&str> = first.iter().chain(second.iter()).copied().collect();
+    assert!(all.contains(&"Add OAuth login"));
+    assert_eq!(all.len(), 5);
+    let mut dedup = all.clone();
+    dedup.sort();
+    dedup.dedup();
+    assert_eq!(dedup.len(), 5, "pages overlap: {all:?}");
+
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_changes_reach_live_peers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path()).await;
+    let base = server.url().to_owned();
+    let (feature_id, doc) = create_feature(&base, "live").await;
+    let peer = Peer::connect(&server.sync_url(), "watcher").await;
+    let h = peer.find(&doc).await;
+    let sid = create_session(&base, &feature_id, "from curl").await;
+    let r = http()
+        .post(format!("{base}/api/features/{feature_id}/queue"))
+        .json(&json!({"session_id": sid, "text": "do the thing"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    eventually("the peer sees the API's queue entry", async || {
+        read(&h).queue.iter().any(|q| q.text == "do the thing")
+    })
+    .await;
+    assert!(read(&h).sessions.contains_key(&sid));
+    peer.stop().await;
+    server.stop().await.unwrap();
+}

@@ -1,0 +1,16 @@
+//! Integration tests: real servers on 127.0.0.1, real SQLite files, real
+//! WebSockets, the official JS packages and the server binary.
+//!
+//! One test binary (each `mod` is a topic) keeps link time down.
+
+#![allow(clippy::unwrap_used, clippy::print_stdout, unreachable_pub)]
+
+mod bad_input;
+mod common;
+mod convergence;
+mod durability;
+mod http_api;
+mod js_interop;
+mod offline;
+mod ops;
+mod storage_failure;
