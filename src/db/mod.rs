@@ -151,6 +151,28 @@ pub(crate) enum Msg {
     Shutdown(oneshot::Sender<()>),
 }
 
+/// A switch the writer checks before each commit (fault injection).
+#[derive(Default)]
+pub(crate) struct CommitHold {
+    held: Mutex<bool>,
+    changed: std::sync::Condvar,
+}
+
+impl CommitHold {
+    fn set(&self, held: bool) {
+        *self.held.lock().unwrap_or_else(|p| p.into_inner()) = held;
+        self.changed.notify_all();
+    }
+
+    /// Block while commits are held.
+    pub(crate) fn wait(&self) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        while *held {
+            held = self.changed.wait(held).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
 /// Handle to the database. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Database {
@@ -160,6 +182,7 @@ pub struct Database {
 struct Inner {
     path: PathBuf,
     jobs: mpsc::Sender<Msg>,
+    hold: Arc<CommitHold>,
     readers: Mutex<Vec<Connection>>,
     health: watch::Receiver<StorageHealth>,
     closing: Arc<AtomicBool>,
@@ -220,11 +243,13 @@ impl Database {
         let (tx, rx) = mpsc::channel(8192);
         let (health_tx, health_rx) = watch::channel(StorageHealth::Ok);
         let closing = Arc::new(AtomicBool::new(false));
+        let hold = Arc::new(CommitHold::default());
         writer::spawn(
             conn,
             rx,
             health_tx,
             closing.clone(),
+            hold.clone(),
             metrics.clone(),
             config.clone(),
         )?;
@@ -232,6 +257,7 @@ impl Database {
             inner: Arc::new(Inner {
                 path: config.path,
                 jobs: tx,
+                hold,
                 readers: Mutex::new(Vec::new()),
                 health: health_rx,
                 closing,
@@ -291,6 +317,20 @@ impl Database {
         })
         .await
         .map_err(|e| DbError::Task(e.to_string()))?
+    }
+
+    /// Fault injection for tests: hold every commit until
+    /// [`Database::release_commits`]. Lets a test observe what the server does
+    /// while the disk is slow (it must not acknowledge changes).
+    #[doc(hidden)]
+    pub fn hold_commits(&self) {
+        self.inner.hold.set(true);
+    }
+
+    /// Undo [`Database::hold_commits`].
+    #[doc(hidden)]
+    pub fn release_commits(&self) {
+        self.inner.hold.set(false);
     }
 
     /// Announce shutdown: from now on, a batch that has exhausted its

@@ -11,7 +11,7 @@ use std::{
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{DbConfig, DbError, Job, Msg, StorageHealth};
+use super::{CommitHold, DbConfig, DbError, Job, Msg, StorageHealth};
 use crate::metrics::Metrics;
 
 pub(super) fn spawn(
@@ -19,6 +19,7 @@ pub(super) fn spawn(
     rx: mpsc::Receiver<Msg>,
     health: watch::Sender<StorageHealth>,
     closing: Arc<AtomicBool>,
+    hold: Arc<CommitHold>,
     metrics: Arc<Metrics>,
     config: DbConfig,
 ) -> Result<(), DbError> {
@@ -30,6 +31,7 @@ pub(super) fn spawn(
                 rx,
                 health,
                 closing,
+                hold,
                 metrics,
                 config,
             }
@@ -44,6 +46,7 @@ struct Writer {
     rx: mpsc::Receiver<Msg>,
     health: watch::Sender<StorageHealth>,
     closing: Arc<AtomicBool>,
+    hold: Arc<CommitHold>,
     metrics: Arc<Metrics>,
     config: DbConfig,
 }
@@ -123,6 +126,7 @@ impl Writer {
     }
 
     fn commit_with_retry(&mut self, batch: &mut Vec<Job>) {
+        self.hold.wait();
         let mut attempt: u32 = 0;
         loop {
             let started = Instant::now();

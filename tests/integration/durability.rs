@@ -73,12 +73,12 @@ async fn an_acknowledged_change_survives_sigkill() {
     let mut proc = ServerProcess::start(dir.path(), &[]).await;
     let (feature_id, doc) = create_feature(&proc.url, "crash test").await;
     let mut written = Vec::new();
-    for round in 0..6 {
+    for round in 0..16 {
         // A fresh client with an in-memory replica writes a burst of changes,
         // waits until the server says it has them, and throws its replica away.
         let peer = Peer::connect(&proc.sync_url(), "crasher").await;
         let h = peer.find(&doc).await;
-        let n = 3 + round * 4; // crosses samod's compaction threshold in some rounds
+        let n = 1 + (round % 4) * 5; // some rounds cross samod's compaction threshold
         for i in 0..n {
             let text = format!("round {round} change {i}");
             edit(&h, "learn", |tx| {
@@ -87,10 +87,10 @@ async fn an_acknowledged_change_survives_sigkill() {
             written.push(text);
         }
         peer.synced(&h).await;
+        // Kill at once, with no shutdown code, then throw the replica away.
+        proc.kill().await;
         drop(h);
         peer.stop().await;
-        // No shutdown code runs.
-        proc.kill().await;
         proc = ServerProcess::start(dir.path(), &[]).await;
         let snap = snapshot(&proc.url, &feature_id).await;
         let stored: Vec<&str> = snap["document"]["learnings"]
@@ -107,4 +107,43 @@ async fn an_acknowledged_change_survives_sigkill() {
         }
     }
     proc.terminate().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_acknowledges_a_change_only_once_it_is_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path()).await;
+    let base = server.url().to_owned();
+    let (feature_id, doc) = create_feature(&base, "slow disk").await;
+    let peer = Peer::connect(&server.sync_url(), "patient").await;
+    let h = peer.find(&doc).await;
+
+    // The disk stalls; the peer writes.
+    server.state().db().hold_commits();
+    edit(&h, "learn", |tx| {
+        feature::add_learning(tx, &learning("wait for it", "patient"))
+    });
+    let conn = peer.dialer.connection_id().unwrap();
+    let ack = tokio::spawn(h.they_have_our_changes(conn));
+    // The server has applied the change in memory…
+    eventually("the server applied the change", async || {
+        snapshot(&base, &feature_id).await["document"]["learnings"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
+    })
+    .await;
+    // …but must not tell the peer while it is not durable.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !ack.is_finished(),
+        "the server acknowledged a change that was not on disk"
+    );
+    server.state().db().release_commits();
+    within("acknowledgement after the commit", ack)
+        .await
+        .unwrap();
+    peer.stop().await;
+    server.stop().await.unwrap();
 }
