@@ -91,6 +91,11 @@ pub struct ServerConfig {
     #[arg(long, env = "CANOPY_SHUTDOWN_TIMEOUT_SECS", default_value_t = 15)]
     pub shutdown_timeout_secs: u64,
 
+    /// Threads that apply and generate sync messages for documents (CPU-bound
+    /// automerge work, kept off the async I/O threads). 0: one per CPU.
+    #[arg(long, env = "CANOPY_DOC_THREADS", default_value_t = 0)]
+    pub doc_threads: usize,
+
     /// Timeout for one HTTP API request, in seconds.
     #[arg(long, env = "CANOPY_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_secs: u64,

@@ -6,13 +6,11 @@
 //! message, and goes through samod so it is persisted and synced like any
 //! peer's change.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use automerge::Automerge;
 use canopy_protocol::{
     ChangeMeta,
     feature::{self, FeatureDoc, NewFeature, NewQueueEntry, NewSession, QueueEntry, RepoRef},
-    ids,
+    ids, unix_ms_now,
 };
 use samod::{DocHandle, DocumentId, Repo};
 use serde::Serialize;
@@ -20,6 +18,7 @@ use serde::Serialize;
 use crate::{
     db::Database,
     registry::{FeatureRecord, Registry, RegistryError},
+    summaries::Opened,
 };
 
 /// Limits on what people send; generous for real use, small enough that one
@@ -151,13 +150,6 @@ pub struct Enqueue {
     pub text: String,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 fn check_len(field: &str, value: &str, max: usize) -> Result<(), FeatureError> {
     let n = value.chars().count();
     if n > max {
@@ -217,12 +209,18 @@ pub struct FeatureService {
     registry: Registry,
     repo: Repo,
     db: Database,
+    opened: Opened,
 }
 
 impl FeatureService {
     /// A service over the registry and samod repo.
-    pub fn new(registry: Registry, repo: Repo, db: Database) -> Self {
-        FeatureService { registry, repo, db }
+    pub fn new(registry: Registry, repo: Repo, db: Database, opened: Opened) -> Self {
+        FeatureService {
+            registry,
+            repo,
+            db,
+            opened,
+        }
     }
 
     fn ensure_writable(&self) -> Result<(), FeatureError> {
@@ -234,6 +232,7 @@ impl FeatureService {
 
     /// Create a feature: its document (persisted before this returns) and
     /// its registry entry, which makes the document visible to peers.
+    #[tracing::instrument(skip_all, fields(feature_id = tracing::field::Empty, document_id = tracing::field::Empty))]
     pub async fn create(
         &self,
         input: CreateFeature,
@@ -252,7 +251,8 @@ impl FeatureService {
         self.ensure_writable()?;
 
         let feature_id = ids::new_feature_id();
-        let created_at = now_ms();
+        tracing::Span::current().record("feature_id", feature_id.as_str());
+        let created_at = unix_ms_now();
         let doc: Automerge = feature::new_feature_document(&NewFeature {
             feature_id: feature_id.clone(),
             title: input.title.trim().to_owned(),
@@ -265,6 +265,7 @@ impl FeatureService {
         .map_err(|e| FeatureError::Document(e.to_string()))?;
         let handle = self.repo.create(doc).await?;
         let document_id = handle.document_id().clone();
+        tracing::Span::current().record("document_id", tracing::field::display(&document_id));
         let record = FeatureRecord {
             feature_id: feature_id.clone(),
             document_id: document_id.to_string(),
@@ -277,6 +278,8 @@ impl FeatureService {
         self.registry
             .register_feature(record, document_id.clone())
             .await?;
+        // samod opened the document before it was registered; follow it now.
+        self.opened.notify(document_id.clone());
         tracing::info!(feature_id, document_id = %document_id, "feature created");
         Ok(CreatedFeature {
             feature_id,
@@ -319,6 +322,7 @@ impl FeatureService {
     }
 
     /// The current document as JSON.
+    #[tracing::instrument(skip(self))]
     pub async fn snapshot(&self, feature_id: &str) -> Result<FeatureSnapshot, FeatureError> {
         let (record, handle) = self.handle(feature_id).await?;
         let (doc, heads) = handle
@@ -334,6 +338,7 @@ impl FeatureService {
     }
 
     /// Add a session (status `pending`).
+    #[tracing::instrument(skip(self, input, actor))]
     pub async fn add_session(
         &self,
         feature_id: &str,
@@ -365,7 +370,7 @@ impl FeatureService {
             scope: input.scope,
             depends_on: input.depends_on,
             created_by: actor.user_id.clone(),
-            created_at: now_ms(),
+            created_at: unix_ms_now(),
         };
         let sid = session_id.clone();
         let session = handle
@@ -392,6 +397,7 @@ impl FeatureService {
     }
 
     /// Append a prompt to the queue, as `queued`.
+    #[tracing::instrument(skip(self, input, actor), fields(session_id = %input.session_id))]
     pub async fn enqueue(
         &self,
         feature_id: &str,
@@ -409,7 +415,7 @@ impl FeatureService {
             session_id: input.session_id,
             author: actor.user_id.clone(),
             text: input.text,
-            created_at: now_ms(),
+            created_at: unix_ms_now(),
         };
         let entry_id = entry.id.clone();
         let queued = handle

@@ -10,6 +10,7 @@
 //! - [`db`]: the SQLite database (one writer thread, pooled readers).
 //! - [`registry`]: which documents are shared; feature summaries.
 //! - [`features`]: feature operations behind the API.
+//! - [`summaries`]: keeps listed titles and statuses in step with documents.
 //! - [`client`]: a samod dialer for `/sync`, used by Rust peers.
 //! - [`metrics`], [`telemetry`]: Prometheus metrics and logging.
 
@@ -23,5 +24,6 @@ pub mod registry;
 pub mod server;
 pub mod state;
 pub mod storage;
+pub mod summaries;
 pub mod sync;
 pub mod telemetry;

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use tokio::{net::TcpListener, task::JoinHandle};
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     config::ServerConfig,
@@ -15,6 +15,7 @@ use crate::{
     registry::{Registry, RegistryError},
     state::AppState,
     storage::SqliteStorage,
+    summaries,
     sync::{AccessPolicy, SyncHub},
 };
 
@@ -30,9 +31,9 @@ pub enum ServerError {
     /// The registry could not be loaded.
     #[error("registry: {0}")]
     Registry(#[from] RegistryError),
-    /// samod stopped while starting.
-    #[error("the sync hub stopped unexpectedly")]
-    Stopped,
+    /// The sync hub could not start.
+    #[error(transparent)]
+    Hub(#[from] crate::sync::HubError),
     /// The server task panicked.
     #[error("server task failed: {0}")]
     Task(String),
@@ -107,17 +108,27 @@ pub async fn start(
     let registry = Registry::load(db.clone()).await?;
     let storage = SqliteStorage::new(db.clone(), metrics.clone());
     let policy = AccessPolicy::new(registry.clone(), db.subscribe_health());
+    let (opened, opened_rx) = summaries::channel();
     let hub = SyncHub::start(
         &db,
         storage,
         policy,
         metrics.clone(),
         config.sync_limits(),
+        config.doc_threads,
+        opened.clone(),
         shutdown.clone(),
     )
-    .await
-    .map_err(|_| ServerError::Stopped)?;
-    let features = FeatureService::new(registry.clone(), hub.repo().clone(), db.clone());
+    .await?;
+    let background = TaskTracker::new();
+    summaries::spawn(
+        hub.repo().clone(),
+        registry.clone(),
+        opened_rx,
+        shutdown.clone(),
+        &background,
+    );
+    let features = FeatureService::new(registry.clone(), hub.repo().clone(), db.clone(), opened);
 
     let state = AppState::new(
         config.clone(),
@@ -142,6 +153,13 @@ pub async fn start(
         .await;
         tracing::info!("shutting down: closing sync connections");
         db.begin_close();
+        background.close();
+        if tokio::time::timeout(timeout, background.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks did not stop in time");
+        }
         hub.stop(timeout).await;
         tracing::info!("shutting down: closing the database");
         db.close().await;

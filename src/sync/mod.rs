@@ -6,26 +6,42 @@ mod policy;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::extract::ws::WebSocket;
-use samod::{AcceptorHandle, PeerId, Repo, RepoEvent, RepoObserver};
+use samod::{AcceptorHandle, ConcurrencyConfig, PeerId, Repo, RepoEvent, RepoObserver};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 
 pub use gateway::{SyncLimits, close_code};
 pub use policy::{Access, AccessPolicy};
 
-use crate::{db::Database, metrics::Metrics, storage::SqliteStorage};
+use crate::{db::Database, metrics::Metrics, storage::SqliteStorage, summaries::Opened};
 
-/// Feeds samod's lifecycle events into the metrics.
-struct MetricsObserver(Arc<Metrics>);
+/// Why the hub could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// The document thread pool could not be created.
+    #[error("cannot start document threads: {0}")]
+    Threads(String),
+    /// samod stopped while starting.
+    #[error("the sync hub stopped while starting")]
+    Stopped,
+}
 
-impl RepoObserver for MetricsObserver {
+/// Feeds samod's lifecycle events into the metrics and tells the summary
+/// refresher which documents are open.
+struct HubObserver {
+    metrics: Arc<Metrics>,
+    opened: Opened,
+}
+
+impl RepoObserver for HubObserver {
     fn observe(&self, event: &RepoEvent) {
         match event {
-            RepoEvent::DocumentOpened { .. } => {
-                self.0.documents_loaded.inc();
+            RepoEvent::DocumentOpened { document_id } => {
+                self.metrics.documents_loaded.inc();
+                self.opened.notify(document_id.clone());
             }
             RepoEvent::DocumentClosed { .. } => {
-                self.0.documents_loaded.dec();
+                self.metrics.documents_loaded.dec();
             }
             _ => {}
         }
@@ -42,25 +58,44 @@ pub struct SyncHub {
 
 impl SyncHub {
     /// Load samod on `storage` and get ready to accept connections.
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         db: &Database,
         storage: SqliteStorage,
         policy: AccessPolicy,
         metrics: Arc<Metrics>,
         limits: SyncLimits,
+        doc_threads: usize,
+        opened: Opened,
         shutdown: CancellationToken,
-    ) -> Result<SyncHub, samod::Stopped> {
+    ) -> Result<SyncHub, HubError> {
         let peer_id = format!("canopy-server-{:08x}", rand::random::<u32>());
         let durable = storage.durable();
+        let threads = if doc_threads == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            doc_threads
+        };
+        // Applying and generating sync messages is CPU work; a pool of its
+        // own keeps big documents from stalling HTTP and socket I/O.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("canopy-doc-{i}"))
+            .build()
+            .map_err(|e| HubError::Threads(e.to_string()))?;
         let repo = Repo::build_tokio()
             .with_storage(storage)
             .with_peer_id(PeerId::from(peer_id.as_str()))
             .with_share_policy(policy.clone())
-            .with_observer(MetricsObserver(metrics.clone()))
+            .with_observer(HubObserver {
+                metrics: metrics.clone(),
+                opened,
+            })
+            .with_concurrency(ConcurrencyConfig::Threadpool(pool))
             .load()
             .await;
-        let url = samod::Url::parse("ws://canopy/sync").map_err(|_| samod::Stopped)?;
-        let acceptor: AcceptorHandle = repo.make_acceptor(url)?;
+        let url = samod::Url::parse("ws://canopy/sync").map_err(|_| HubError::Stopped)?;
+        let acceptor: AcceptorHandle = repo.make_acceptor(url).map_err(|_| HubError::Stopped)?;
         tracing::info!(peer_id, "sync hub started");
         Ok(SyncHub {
             repo,

@@ -163,3 +163,57 @@ async fn api_changes_reach_live_peers() {
     peer.stop().await;
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_list_follows_titles_edited_by_peers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path()).await;
+    let base = server.url().to_owned();
+    let (_, doc) = create_feature(&base, "old title").await;
+    let peer = Peer::connect(&server.sync_url(), "renamer").await;
+    let h = peer.find(&doc).await;
+    edit(&h, "rename", |tx| {
+        canopy_protocol::feature::set_title(tx, "new title")?;
+        canopy_protocol::feature::set_status(
+            tx,
+            &canopy_protocol::feature::FeatureStatus::Completed,
+        )
+    });
+    peer.synced(&h).await;
+    eventually("the listing shows the new title", async || {
+        let list: Value = http()
+            .get(format!("{base}/api/features"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        list["features"][0]["title"] == "new title" && list["features"][0]["status"] == "completed"
+    })
+    .await;
+    peer.stop().await;
+    // It also holds for documents loaded after a restart.
+    server.stop().await.unwrap();
+    let server = start_server(dir.path()).await;
+    let base = server.url().to_owned();
+    let peer = Peer::connect(&server.sync_url(), "renamer2").await;
+    let h = peer.find(&doc).await;
+    edit(&h, "rename again", |tx| {
+        canopy_protocol::feature::set_title(tx, "third title")
+    });
+    eventually("the listing follows after a restart", async || {
+        let list: Value = http()
+            .get(format!("{base}/api/features"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        list["features"][0]["title"] == "third title"
+    })
+    .await;
+    peer.stop().await;
+    server.stop().await.unwrap();
+}

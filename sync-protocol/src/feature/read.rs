@@ -210,6 +210,16 @@ pub fn read_session<D: ReadDoc + ?Sized>(doc: &D, session_id: &str) -> Option<Se
     Some(session(v, &obj))
 }
 
+/// Title and status: what a listing shows, without reading the rest.
+pub fn read_summary<D: ReadDoc + ?Sized>(doc: &D) -> (String, FeatureStatus) {
+    let v = DocView::new(doc, None);
+    let status = v
+        .str(&ROOT, "status")
+        .map(FeatureStatus::from)
+        .unwrap_or_default();
+    (v.string(&ROOT, "title"), status)
+}
+
 /// The ids of all sessions, sorted.
 pub fn session_ids<D: ReadDoc + ?Sized>(doc: &D) -> Vec<String> {
     let v = DocView::new(doc, None);
