@@ -54,7 +54,7 @@ pub struct ServerConfig {
 
     /// URL clients use to reach this server (default: derived from the
     /// listening address).
-    #[arg(long, env = "CANOPY_PUBLIC_URL")]
+    #[arg(long, env = "CANOPY_PUBLIC_URL", value_parser = parse_public_url)]
     pub public_url: Option<String>,
 
     /// SQLite commit durability: `full` survives power loss, `normal`
@@ -99,6 +99,19 @@ pub struct ServerConfig {
     /// Timeout for one HTTP API request, in seconds.
     #[arg(long, env = "CANOPY_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_secs: u64,
+}
+
+fn parse_public_url(s: &str) -> Result<String, String> {
+    let url: samod::Url = s
+        .parse()
+        .map_err(|e| format!("not a URL ({e}); expected e.g. https://canopy.example.com"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("expected an http:// or https:// URL with a host".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("the public URL cannot have a query or fragment".into());
+    }
+    Ok(s.trim_end_matches('/').to_owned())
 }
 
 #[derive(Parser)]

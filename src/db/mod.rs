@@ -204,7 +204,11 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-const PAGE_SIZE: u64 = 4096;
+/// Small pages: most writes are one small automerge change, and every
+/// commit writes whole pages to the WAL and again at checkpoint, so the page
+/// size is the floor of bytes written per change (measured in
+/// docs/benchmarks.md). Large snapshots spill into overflow pages either way.
+const PAGE_SIZE: u64 = 1024;
 const MAX_READERS: usize = 8;
 
 impl Database {
@@ -219,13 +223,14 @@ impl Database {
         }
         let mut conn = Connection::open(&config.path)?;
         configure(&conn)?;
+        // Must precede WAL mode and the first table; ignored on an existing file.
+        conn.pragma_update(None, "page_size", PAGE_SIZE)?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(DbError::Task(format!(
                 "SQLite refused WAL mode (got {mode}); is the data dir on a network filesystem?"
             )));
         }
-        conn.pragma_update(None, "page_size", PAGE_SIZE)?;
         conn.pragma_update(
             None,
             "synchronous",
@@ -236,7 +241,8 @@ impl Database {
         )?;
         schema::migrate(&mut conn)?;
         if let Some(max) = config.max_bytes {
-            let pages = (max / PAGE_SIZE).max(1);
+            let page_size: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+            let pages = (max / page_size.max(512)).max(1);
             conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
         }
 

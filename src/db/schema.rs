@@ -7,10 +7,12 @@ use rusqlite::Connection;
 const MIGRATIONS: &[&str] = &[
     // 1: document chunks (samod storage) and the features registry.
     "
+    -- WITHOUT ROWID: one b-tree keyed by the storage key, so writing a
+    -- chunk touches one tree, not a table plus its key index.
     CREATE TABLE chunks (
         key  TEXT PRIMARY KEY NOT NULL,
         data BLOB NOT NULL
-    );
+    ) WITHOUT ROWID;
     CREATE TABLE features (
         feature_id  TEXT PRIMARY KEY NOT NULL,
         document_id TEXT NOT NULL UNIQUE,

@@ -26,7 +26,10 @@ use std::{
 };
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use canopy_protocol::wire::{self, Envelope, MessageType, WireDocumentId, WireError};
+use canopy_protocol::{
+    ephemeral,
+    wire::{self, Envelope, MessageType, WireDocumentId, WireError},
+};
 use futures::{SinkExt, StreamExt, channel::mpsc as fmpsc};
 use samod::{AcceptorHandle, DocumentId, PeerId, Transport};
 use tokio::sync::{mpsc, watch};
@@ -412,6 +415,19 @@ impl Reader<'_> {
                 let Some(doc) = env.document_id.and_then(parse_document_id) else {
                     return reject(INVALID_PAYLOAD, "bad_document_id", "invalid documentId");
                 };
+                // Ephemeral messages are relayed to every peer of the
+                // document: a large one is an amplification attack.
+                let size = env.data.map_or(0, <[u8]>::len);
+                if env.kind == MessageType::Ephemeral && size > ephemeral::MAX_MESSAGE_BYTES {
+                    return reject(
+                        MESSAGE_TOO_BIG,
+                        "ephemeral_too_big",
+                        format!(
+                            "ephemeral message of {size} bytes exceeds the limit of {} bytes",
+                            ephemeral::MAX_MESSAGE_BYTES
+                        ),
+                    );
+                }
                 match self.ctx.policy.decide(&doc, &peer) {
                     Access::None => Verdict::Drop("unavailable_document"),
                     _ => Verdict::Forward,
@@ -472,6 +488,9 @@ async fn write_loop(
     ping.tick().await;
     let mut ctl_open = true;
     let mut samod_error: Option<String> = None;
+    // A peer that does not read its socket for this long is dropped rather
+    // than letting samod queue messages for it without bound.
+    const SEND_TIMEOUT: Duration = Duration::from_secs(30);
     let close = |code: u16, reason: &str| {
         Message::Close(Some(CloseFrame {
             code,
@@ -519,8 +538,14 @@ async fn write_loop(
                         Err(_) => "invalid",
                     };
                     ctx.metrics.message(Direction::Out, kind, frame.len());
-                    if ws.send(Message::Binary(frame.into())).await.is_err() {
-                        return;
+                    match tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::Binary(frame.into()))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return,
+                        Err(_) => {
+                            ctx.metrics.reject("slow_consumer");
+                            tracing::info!("closing a peer that stopped reading");
+                            return;
+                        }
                     }
                 }
                 None => {

@@ -434,6 +434,35 @@ pub fn encode_sync(
     e.into_writer()
 }
 
+/// Encode an `ephemeral` message. Used by tests and tools.
+pub fn encode_ephemeral(
+    sender_id: &str,
+    target_id: &str,
+    document_id: &str,
+    session_id: &str,
+    count: u64,
+    data: &[u8],
+) -> Vec<u8> {
+    let mut e = minicbor::Encoder::new(Vec::new());
+    let _ = e.map(7).and_then(|e| {
+        e.str("type")?
+            .str("ephemeral")?
+            .str("senderId")?
+            .str(sender_id)?
+            .str("targetId")?
+            .str(target_id)?
+            .str("documentId")?
+            .str(document_id)?
+            .str("sessionId")?
+            .str(session_id)?
+            .str("count")?
+            .u64(count)?
+            .str("data")?
+            .bytes(data)
+    });
+    e.into_writer()
+}
+
 fn read_uleb(bytes: &[u8], pos: &mut usize) -> Result<u64, WireError> {
     let mut value = 0u64;
     for shift in (0..64).step_by(7) {

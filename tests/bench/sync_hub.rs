@@ -26,7 +26,7 @@ use std::{
     process::Stdio,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -42,7 +42,11 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
+    /// Canopy as shipped: every commit fsynced (survives power loss).
     Canopy,
+    /// Canopy with `--sqlite-synchronous normal` (survives process crashes,
+    /// like the JS server, which never fsyncs).
+    CanopyNormal,
     Js,
 }
 
@@ -50,6 +54,7 @@ impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::Canopy => "canopy",
+            Kind::CanopyNormal => "canopy-normal",
             Kind::Js => "js-reference",
         }
     }
@@ -70,7 +75,7 @@ fn root() -> PathBuf {
 impl Server {
     async fn start(kind: Kind, dir: &Path) -> Server {
         let mut cmd = match kind {
-            Kind::Canopy => {
+            Kind::Canopy | Kind::CanopyNormal => {
                 // Cargo builds the server binary in the bench's own profile.
                 let bin = env!("CARGO_BIN_EXE_canopy");
                 let mut c = tokio::process::Command::new(bin);
@@ -79,6 +84,9 @@ impl Server {
                     // The benchmark's own peers are the load; do not rate limit them.
                     .args(["--sync-rate-limit", "100000", "--sync-rate-burst", "100000"])
                     .env("CANOPY_LOG", "warn");
+                if kind == Kind::CanopyNormal {
+                    c.args(["--sqlite-synchronous", "normal"]);
+                }
                 c
             }
             Kind::Js => {
@@ -279,7 +287,7 @@ fn learning_texts(doc: &Automerge, from: usize) -> (usize, Vec<String>) {
 /// Create the feature document on `server` and return its id.
 async fn make_document(server: &Server) -> DocumentId {
     match server.kind {
-        Kind::Canopy => {
+        Kind::Canopy | Kind::CanopyNormal => {
             let base = server.http_url.as_ref().unwrap();
             let resp: serde_json::Value = reqwest::Client::new()
                 .post(format!("{base}/api/features"))
@@ -336,6 +344,7 @@ struct Step {
     server_cpu_ms_per_delivery: f64,
     server_rss_mb: f64,
     server_write_bytes_per_change: f64,
+    client_cpu_ms_per_delivery: f64,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -389,20 +398,21 @@ async fn fanout(kind: Kind, peers: usize, rates: &[f64], step: Duration) -> Fano
         samples: Mutex::new(Vec::new()),
         delivered: AtomicU64::new(0),
     });
-    // Every peer records arrivals of other peers' learnings.
+    // Every peer records arrivals of other peers' learnings. Concurrent
+    // appends can land before items already seen (the list's merged order),
+    // so each look re-reads a window at the end and dedupes by sequence.
     let mut listeners = Vec::new();
     for (i, (_, _, handle)) in clients.iter().enumerate() {
         let handle = handle.clone();
         let tracker = tracker.clone();
-        let seen = Arc::new(AtomicUsize::new(
-            handle.with_document(|d| learning_texts(d, 0).0),
-        ));
         listeners.push(tokio::spawn(async move {
+            let mut seen_len = handle.with_document(|d| learning_texts(d, 0).0);
+            let mut seen = std::collections::HashSet::new();
             let mut changes = handle.changes();
             while changes.next().await.is_some() {
-                let from = seen.load(Ordering::Relaxed);
+                let from = seen_len.saturating_sub(256);
                 let (len, texts) = handle.with_document(|d| learning_texts(d, from));
-                seen.store(len, Ordering::Relaxed);
+                seen_len = len;
                 let now = Instant::now();
                 for t in texts {
                     let mut parts = t.split(':');
@@ -417,6 +427,9 @@ async fn fanout(kind: Kind, peers: usize, rates: &[f64], step: Duration) -> Fano
                     let Ok(seq) = seq.parse::<u64>() else {
                         continue;
                     };
+                    if !seen.insert(seq) {
+                        continue;
+                    }
                     let sent = tracker.sent.lock().unwrap().get(&seq).copied();
                     if let Some(sent) = sent {
                         tracker
@@ -440,6 +453,7 @@ async fn fanout(kind: Kind, peers: usize, rates: &[f64], step: Duration) -> Fano
         tracker.samples.lock().unwrap().clear();
         tracker.delivered.store(0, Ordering::Relaxed);
         let before = server.stats();
+        let client_before = ProcStats::read(std::process::id());
         let started = Instant::now();
         let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -470,6 +484,7 @@ async fn fanout(kind: Kind, peers: usize, rates: &[f64], step: Duration) -> Fano
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let after = server.stats();
+        let client_after = ProcStats::read(std::process::id());
         rss_max = rss_max.max(after.rss_kb);
         peak_rss = peak_rss.max(after.hwm_kb);
         let delivered = tracker.delivered.load(Ordering::Relaxed);
@@ -489,11 +504,14 @@ async fn fanout(kind: Kind, peers: usize, rates: &[f64], step: Duration) -> Fano
             server_rss_mb: rss_max as f64 / 1024.0,
             server_write_bytes_per_change: (after.write_bytes - before.write_bytes) as f64
                 / changes.max(1) as f64,
+            client_cpu_ms_per_delivery: (client_after.cpu_secs - client_before.cpu_secs) * 1000.0
+                / delivered.max(1) as f64,
         };
         println!(
-            "  {:<13} peers={peers:<4} rate={rate:>6.1}/s  delivered {delivered}/{expected}  p50={p50:>8.1}ms p99={p99:>8.1}ms  cpu/delivery={:.3}ms rss={:.1}MB",
+            "  {:<13} peers={peers:<4} rate={rate:>6.1}/s  delivered {delivered}/{expected}  p50={p50:>8.1}ms p99={p99:>8.1}ms  server cpu/delivery={:.3}ms (clients {:.3}ms) rss={:.1}MB",
             kind.name(),
             s.server_cpu_ms_per_delivery,
+            s.client_cpu_ms_per_delivery,
             s.server_rss_mb
         );
         let complete = delivered as f64 >= expected as f64 * 0.999;
@@ -700,6 +718,8 @@ fn main() {
     );
     let step =
         Duration::from_secs(arg_list(&args, "--step-secs", &[if smoke { 1 } else { 6 }])[0] as u64);
+    let skip_fanout = args.iter().any(|a| a == "--skip-fanout");
+    let skip_docs = args.iter().any(|a| a == "--skip-docs");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -707,7 +727,7 @@ fn main() {
     runtime.block_on(async move {
         println!("== fan-out: N peers on one document, learnings at a steady aggregate rate");
         let mut fanouts = Vec::new();
-        for &n in &peers {
+        for &n in peers.iter().filter(|_| !skip_fanout) {
             // Aggregate rates: deliveries grow with N, so the ladder is per N.
             let rates: Vec<f64> = match n {
                 _ if smoke => vec![5.0],
@@ -721,20 +741,27 @@ fn main() {
         }
         println!("== big documents: bytes written per change, cold load");
         let mut bigs = Vec::new();
-        for &h in &docs {
-            for kind in [Kind::Canopy, Kind::Js] {
+        for &h in docs.iter().filter(|_| !skip_docs) {
+            for kind in [Kind::Canopy, Kind::CanopyNormal, Kind::Js] {
                 bigs.push(big_document(kind, h, if smoke { 10 } else { 100 }).await);
             }
         }
 
         // Summary with ratios Canopy / JS.
-        println!("\n| peers | server | p50 ms @ base | p99 ms @ base | sustained changes/s | peak RSS MB | server CPU ms / delivery |");
-        println!("|---|---|---|---|---|---|---|");
+        println!("\n| peers | server | p50 ms @ base | p99 ms @ base | sustained changes/s | peak RSS MB | server CPU ms / delivery | client CPU ms / delivery |");
+        println!("|---|---|---|---|---|---|---|---|");
         for r in &fanouts {
             let base = &r.steps[0];
             println!(
-                "| {} | {} | {:.1} | {:.1} | {} | {:.1} | {:.3} |",
-                r.peers, r.server, base.p50_ms, base.p99_ms, r.sustained_rate, r.peak_rss_mb, base.server_cpu_ms_per_delivery
+                "| {} | {} | {:.1} | {:.1} | {} | {:.1} | {:.3} | {:.3} |",
+                r.peers,
+                r.server,
+                base.p50_ms,
+                base.p99_ms,
+                r.sustained_rate,
+                r.peak_rss_mb,
+                base.server_cpu_ms_per_delivery,
+                base.client_cpu_ms_per_delivery
             );
         }
         println!("\n| peers | p50 ratio | p99 ratio | throughput ratio | memory ratio | CPU/delivery ratio |  (Canopy / JS)");

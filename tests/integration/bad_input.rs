@@ -93,7 +93,7 @@ fn stored_digest(db: &std::path::Path, exclude: &str) -> Vec<(String, Vec<u8>)> 
 async fn hostile_sync_input_is_refused_while_a_healthy_peer_is_served() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = canopy::config::ServerConfig::for_data_dir(dir.path());
-    config.max_message_bytes = 64 * 1024;
+    config.max_message_bytes = 128 * 1024;
     config.sync_rate_limit = 100;
     config.sync_rate_burst = 200;
     let server = start_with(config).await;
@@ -329,6 +329,26 @@ async fn hostile_sync_input_is_refused_while_a_healthy_peer_is_served() {
     let (err, code, _) = closed_with(&mut ws).await;
     assert_eq!(code, close_code::POLICY_VIOLATION);
     assert!(err.unwrap().contains("peer ID mismatch"));
+
+    // 10. An oversized ephemeral message (it would be relayed to every peer).
+    let mut ws = raw(&sync).await;
+    let server_peer = join(&mut ws, "shouty").await;
+    ws.send(Message::Binary(
+        wire::encode_ephemeral(
+            "shouty",
+            &server_peer,
+            &doc_b.to_string(),
+            "s1",
+            1,
+            &vec![7u8; 70_000],
+        )
+        .into(),
+    ))
+    .await
+    .unwrap();
+    let (err, code, _) = closed_with(&mut ws).await;
+    assert_eq!(code, close_code::MESSAGE_TOO_BIG);
+    assert!(err.unwrap().contains("ephemeral"));
 
     // The healthy peer was served throughout: its writes reached the server.
     stop.cancel();

@@ -98,3 +98,43 @@ async fn two_rust_peers_converge_through_the_server() {
     bob.stop().await;
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ephemeral_messages_are_relayed_and_never_stored() {
+    use canopy_protocol::ephemeral::{Ephemeral, Typing};
+    use futures::StreamExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path()).await;
+    let base = server.url().to_owned();
+    let (feature_id, doc) = create_feature(&base, "typing").await;
+    let alice = Peer::connect(&server.sync_url(), "alice").await;
+    let bob = Peer::connect(&server.sync_url(), "bob").await;
+    let a = alice.find(&doc).await;
+    let b = bob.find(&doc).await;
+    let heads_before = snapshot(&base, &feature_id).await["heads"].clone();
+
+    let mut incoming = b.ephemera();
+    let typing = Ephemeral::Typing(Typing {
+        user_id: "alice".into(),
+        session_id: canopy_protocol::ids::new_session_id(),
+    });
+    // Broadcast until bob hears it (the first may race bob's subscription).
+    let received = within("bob hears alice typing", async {
+        loop {
+            a.broadcast(typing.encode().unwrap());
+            if let Ok(Some(bytes)) =
+                tokio::time::timeout(std::time::Duration::from_millis(200), incoming.next()).await
+            {
+                return Ephemeral::decode(&bytes).unwrap();
+            }
+        }
+    })
+    .await;
+    assert_eq!(received, typing);
+    // Nothing about it entered the document.
+    assert_eq!(snapshot(&base, &feature_id).await["heads"], heads_before);
+    alice.stop().await;
+    bob.stop().await;
+    server.stop().await.unwrap();
+}
