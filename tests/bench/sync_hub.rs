@@ -364,95 +364,125 @@ struct FanoutResult {
     peak_rss_mb: f64,
 }
 
-async fn fanout(kind: Kind, peers: usize, rates: &[f64], step: Duration) -> FanoutResult {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(kind, dir.path()).await;
-    let doc_id = make_document(&server).await;
+type Client = (
+    Repo,
+    samod::DialerHandle<canopy::client::Refused>,
+    DocHandle,
+);
 
-    // Connect the peers, a few at a time.
-    let mut clients: Vec<(
-        Repo,
-        samod::DialerHandle<canopy::client::Refused>,
-        DocHandle,
-    )> = Vec::new();
-    for chunk in (0..peers).collect::<Vec<_>>().chunks(25) {
-        let joined = futures::future::join_all(chunk.iter().map(|i| {
-            let url = server.sync_url.clone();
-            let doc_id = doc_id.clone();
-            async move {
-                let (repo, dialer) = peer(&url, format!("bench-{i}")).await;
-                let handle = tokio::time::timeout(Duration::from_secs(60), repo.find(doc_id))
-                    .await
-                    .expect("find timed out")
-                    .unwrap()
-                    .expect("document unavailable");
-                (repo, dialer, handle)
-            }
-        }))
-        .await;
-        clients.extend(joined);
-    }
+/// One server under fan-out load: its peers, and what was measured so far.
+struct Side {
+    kind: Kind,
+    server: Server,
+    _dir: tempfile::TempDir,
+    clients: Vec<Client>,
+    tracker: Arc<Tracker>,
+    listeners: Vec<tokio::task::JoinHandle<()>>,
+    seq: u64,
+    steps: Vec<Step>,
+    baseline_p99: Option<f64>,
+    sustained: f64,
+    peak_rss_kb: u64,
+    degraded: bool,
+}
 
-    let tracker = Arc::new(Tracker {
-        sent: Mutex::new(HashMap::new()),
-        samples: Mutex::new(Vec::new()),
-        delivered: AtomicU64::new(0),
-    });
-    // Every peer records arrivals of other peers' learnings. Concurrent
-    // appends can land before items already seen (the list's merged order),
-    // so each look re-reads a window at the end and dedupes by sequence.
-    let mut listeners = Vec::new();
-    for (i, (_, _, handle)) in clients.iter().enumerate() {
-        let handle = handle.clone();
-        let tracker = tracker.clone();
-        listeners.push(tokio::spawn(async move {
-            let mut seen_len = handle.with_document(|d| learning_texts(d, 0).0);
-            let mut seen = std::collections::HashSet::new();
-            let mut changes = handle.changes();
-            while changes.next().await.is_some() {
-                let from = seen_len.saturating_sub(256);
-                let (len, texts) = handle.with_document(|d| learning_texts(d, from));
-                seen_len = len;
-                let now = Instant::now();
-                for t in texts {
-                    let mut parts = t.split(':');
-                    let (Some("b"), Some(seq), Some(writer)) =
-                        (parts.next(), parts.next(), parts.next())
-                    else {
-                        continue;
-                    };
-                    if writer.parse::<usize>().ok() == Some(i) {
-                        continue;
-                    }
-                    let Ok(seq) = seq.parse::<u64>() else {
-                        continue;
-                    };
-                    if !seen.insert(seq) {
-                        continue;
-                    }
-                    let sent = tracker.sent.lock().unwrap().get(&seq).copied();
-                    if let Some(sent) = sent {
-                        tracker
-                            .samples
-                            .lock()
-                            .unwrap()
-                            .push(now.duration_since(sent).as_secs_f64() * 1000.0);
-                        tracker.delivered.fetch_add(1, Ordering::Relaxed);
+impl Side {
+    async fn start(kind: Kind, peers: usize) -> Side {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(kind, dir.path()).await;
+        let doc_id = make_document(&server).await;
+        // Connect the peers, a few at a time.
+        let mut clients: Vec<Client> = Vec::new();
+        for chunk in (0..peers).collect::<Vec<_>>().chunks(25) {
+            let joined = futures::future::join_all(chunk.iter().map(|i| {
+                let url = server.sync_url.clone();
+                let doc_id = doc_id.clone();
+                async move {
+                    let (repo, dialer) = peer(&url, format!("bench-{i}")).await;
+                    let handle = tokio::time::timeout(Duration::from_secs(60), repo.find(doc_id))
+                        .await
+                        .expect("find timed out")
+                        .unwrap()
+                        .expect("document unavailable");
+                    (repo, dialer, handle)
+                }
+            }))
+            .await;
+            clients.extend(joined);
+        }
+        let tracker = Arc::new(Tracker {
+            sent: Mutex::new(HashMap::new()),
+            samples: Mutex::new(Vec::new()),
+            delivered: AtomicU64::new(0),
+        });
+        // Every peer records arrivals of other peers' learnings. Concurrent
+        // appends can land before items already seen (the list's merged
+        // order), so each look re-reads a window at the end and dedupes by
+        // sequence number.
+        let mut listeners = Vec::new();
+        for (i, (_, _, handle)) in clients.iter().enumerate() {
+            let handle = handle.clone();
+            let tracker = tracker.clone();
+            listeners.push(tokio::spawn(async move {
+                let mut seen_len = handle.with_document(|d| learning_texts(d, 0).0);
+                let mut seen = std::collections::HashSet::new();
+                let mut changes = handle.changes();
+                while changes.next().await.is_some() {
+                    let from = seen_len.saturating_sub(32);
+                    let (len, texts) = handle.with_document(|d| learning_texts(d, from));
+                    seen_len = len;
+                    let now = Instant::now();
+                    for t in texts {
+                        let mut parts = t.split(':');
+                        let (Some("b"), Some(seq), Some(writer)) =
+                            (parts.next(), parts.next(), parts.next())
+                        else {
+                            continue;
+                        };
+                        if writer.parse::<usize>().ok() == Some(i) {
+                            continue;
+                        }
+                        let Ok(seq) = seq.parse::<u64>() else {
+                            continue;
+                        };
+                        if !seen.insert(seq) {
+                            continue;
+                        }
+                        let sent = tracker.sent.lock().unwrap().get(&seq).copied();
+                        if let Some(sent) = sent {
+                            tracker
+                                .samples
+                                .lock()
+                                .unwrap()
+                                .push(now.duration_since(sent).as_secs_f64() * 1000.0);
+                            tracker.delivered.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 }
-            }
-        }));
+            }));
+        }
+        Side {
+            kind,
+            server,
+            _dir: dir,
+            clients,
+            tracker,
+            listeners,
+            seq: 0,
+            steps: Vec::new(),
+            baseline_p99: None,
+            sustained: 0.0,
+            peak_rss_kb: 0,
+            degraded: false,
+        }
     }
 
-    let mut steps = Vec::new();
-    let mut seq = 0u64;
-    let mut baseline_p99 = None;
-    let mut sustained = 0.0;
-    let mut peak_rss = 0u64;
-    for &rate in rates {
-        tracker.samples.lock().unwrap().clear();
-        tracker.delivered.store(0, Ordering::Relaxed);
-        let before = server.stats();
+    /// Run one load step at `rate` changes/s for `step`, then drain.
+    async fn step(&mut self, rate: f64, step: Duration) {
+        let peers = self.clients.len();
+        self.tracker.samples.lock().unwrap().clear();
+        self.tracker.delivered.store(0, Ordering::Relaxed);
+        let before = self.server.stats();
         let client_before = ProcStats::read(std::process::id());
         let started = Instant::now();
         let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
@@ -461,34 +491,39 @@ async fn fanout(kind: Kind, peers: usize, rates: &[f64], step: Duration) -> Fano
         let mut rss_max = 0;
         while started.elapsed() < step {
             ticker.tick().await;
-            let writer = (seq as usize) % clients.len();
-            tracker.sent.lock().unwrap().insert(seq, Instant::now());
+            let seq = self.seq;
+            let writer = (seq as usize) % peers;
+            self.tracker
+                .sent
+                .lock()
+                .unwrap()
+                .insert(seq, Instant::now());
             let text = format!("b:{seq}:{writer}");
-            clients[writer].2.with_document(|d| {
+            self.clients[writer].2.with_document(|d| {
                 commit(d, "bench learning", |tx| {
                     feature::add_learning(tx, &new_learning(text))
                 })
             });
-            seq += 1;
+            self.seq += 1;
             changes += 1;
             if changes.is_multiple_of(16) {
-                rss_max = rss_max.max(server.stats().rss_kb);
+                rss_max = rss_max.max(self.server.stats().rss_kb);
             }
         }
-        let expected = changes * (clients.len() as u64 - 1);
+        let expected = changes * (peers as u64 - 1);
         // Drain: give stragglers up to 10 s.
         let drain_start = Instant::now();
-        while tracker.delivered.load(Ordering::Relaxed) < expected
+        while self.tracker.delivered.load(Ordering::Relaxed) < expected
             && drain_start.elapsed() < Duration::from_secs(10)
         {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let after = server.stats();
+        let after = self.server.stats();
         let client_after = ProcStats::read(std::process::id());
         rss_max = rss_max.max(after.rss_kb);
-        peak_rss = peak_rss.max(after.hwm_kb);
-        let delivered = tracker.delivered.load(Ordering::Relaxed);
-        let mut samples = tracker.samples.lock().unwrap().clone();
+        self.peak_rss_kb = self.peak_rss_kb.max(after.hwm_kb);
+        let delivered = self.tracker.delivered.load(Ordering::Relaxed);
+        let mut samples = self.tracker.samples.lock().unwrap().clone();
         samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
         let p50 = percentile(&samples, 0.5);
         let p99 = percentile(&samples, 0.99);
@@ -509,38 +544,64 @@ async fn fanout(kind: Kind, peers: usize, rates: &[f64], step: Duration) -> Fano
         };
         println!(
             "  {:<13} peers={peers:<4} rate={rate:>6.1}/s  delivered {delivered}/{expected}  p50={p50:>8.1}ms p99={p99:>8.1}ms  server cpu/delivery={:.3}ms (clients {:.3}ms) rss={:.1}MB",
-            kind.name(),
+            self.kind.name(),
             s.server_cpu_ms_per_delivery,
             s.client_cpu_ms_per_delivery,
             s.server_rss_mb
         );
         let complete = delivered as f64 >= expected as f64 * 0.999;
-        let base = *baseline_p99.get_or_insert(p99.max(1.0));
+        let base = *self.baseline_p99.get_or_insert(p99.max(1.0));
         let ok = complete && p99 <= (base * 3.0).max(base + 250.0);
-        steps.push(s);
-        if !ok {
-            break;
+        self.steps.push(s);
+        if ok {
+            self.sustained = rate;
+        } else {
+            self.degraded = true;
         }
-        sustained = rate;
-        // Let the server settle between steps.
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
-    for l in listeners {
-        l.abort();
+    async fn finish(self) -> FanoutResult {
+        let peers = self.clients.len();
+        for l in self.listeners {
+            l.abort();
+        }
+        for (repo, dialer, _) in self.clients {
+            dialer.close();
+            repo.stop().await;
+        }
+        self.server.stop().await;
+        FanoutResult {
+            server: self.kind.name(),
+            peers,
+            steps: self.steps,
+            sustained_rate: self.sustained,
+            peak_rss_mb: self.peak_rss_kb as f64 / 1024.0,
+        }
     }
-    for (repo, dialer, _) in clients {
-        dialer.close();
-        repo.stop().await;
+}
+
+/// Both servers under the same load, steps interleaved so that each pair of
+/// measurements shares the machine's conditions (the machines are noisy).
+async fn fanout(peers: usize, rates: &[f64], step: Duration) -> Vec<FanoutResult> {
+    let mut sides = vec![
+        Side::start(Kind::Canopy, peers).await,
+        Side::start(Kind::Js, peers).await,
+    ];
+    for &rate in rates {
+        for side in sides.iter_mut().filter(|s| !s.degraded) {
+            side.step(rate, step).await;
+            // Let the server settle before the next measurement.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        if sides.iter().all(|s| s.degraded) {
+            break;
+        }
     }
-    server.stop().await;
-    FanoutResult {
-        server: kind.name(),
-        peers,
-        steps,
-        sustained_rate: sustained,
-        peak_rss_mb: peak_rss as f64 / 1024.0,
+    let mut out = Vec::new();
+    for side in sides {
+        out.push(side.finish().await);
     }
+    out
 }
 
 // -------------------------------------------------------- big documents run
@@ -735,9 +796,7 @@ fn main() {
                 21..=150 => vec![2.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0],
                 _ => vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0],
             };
-            for kind in [Kind::Canopy, Kind::Js] {
-                fanouts.push(fanout(kind, n, &rates, step).await);
-            }
+            fanouts.extend(fanout(n, &rates, step).await);
         }
         println!("== big documents: bytes written per change, cold load");
         let mut bigs = Vec::new();
