@@ -363,14 +363,7 @@ async fn hostile_sync_input_is_refused_while_a_healthy_peer_is_served() {
     let after = stored_digest(&db, &doc_b.to_string());
     assert_eq!(before, after, "hostile input changed stored data");
     // The metrics saw the refusals.
-    let metrics = http()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics(&base).await;
     for reason in [
         "text_frame",
         "malformed",
@@ -379,7 +372,7 @@ async fn hostile_sync_input_is_refused_while_a_healthy_peer_is_served() {
         "too_big",
     ] {
         assert!(
-            metrics.contains(&format!(
+            text.contains(&format!(
                 "canopy_ws_rejections_total{{reason=\"{reason}\"}}"
             )),
             "missing rejection metric {reason}"

@@ -90,6 +90,23 @@ pub async fn create_session(base: &str, feature_id: &str, title: &str) -> String
     body["session_id"].as_str().unwrap().to_owned()
 }
 
+/// `GET url` as JSON (any status).
+pub async fn get_json(url: impl reqwest::IntoUrl) -> Value {
+    http().get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// `GET /metrics` as text.
+pub async fn metrics(base: &str) -> String {
+    http()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// `GET /api/features/{id}`.
 pub async fn snapshot(base: &str, feature_id: &str) -> Value {
     let resp = http()

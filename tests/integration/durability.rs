@@ -50,14 +50,7 @@ async fn every_document_survives_a_restart() {
         before[0]["document"]["learnings"].as_array().unwrap().len(),
         40
     );
-    let list: Value = http()
-        .get(format!("{base}/api/features"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = get_json(format!("{base}/api/features")).await;
     assert_eq!(list["features"].as_array().unwrap().len(), 5);
     // And peers can sync them again.
     let peer = Peer::connect(&server.sync_url(), "reader").await;

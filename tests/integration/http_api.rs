@@ -96,14 +96,7 @@ async fn create_list_read_sessions_and_queue() {
     for i in 0..4 {
         create_feature(&base, &format!("more {i}")).await;
     }
-    let page: Value = client
-        .get(format!("{base}/api/features?limit=3"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = get_json(format!("{base}/api/features?limit=3")).await;
     let first: Vec<&str> = page["features"]
         .as_array()
         .unwrap()
@@ -112,14 +105,7 @@ async fn create_list_read_sessions_and_queue() {
         .collect();
     assert_eq!(first.len(), 3);
     let cursor = page["next_cursor"].as_str().unwrap();
-    let page2: Value = client
-        .get(format!("{base}/api/features?limit=3&cursor={cursor}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page2: Value = get_json(format!("{base}/api/features?limit=3&cursor={cursor}")).await;
     let second: Vec<&str> = page2["features"]
         .as_array()
         .unwrap()
@@ -181,14 +167,7 @@ async fn the_list_follows_titles_edited_by_peers() {
     });
     peer.synced(&h).await;
     eventually("the listing shows the new title", async || {
-        let list: Value = http()
-            .get(format!("{base}/api/features"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list: Value = get_json(format!("{base}/api/features")).await;
         list["features"][0]["title"] == "new title" && list["features"][0]["status"] == "completed"
     })
     .await;
@@ -203,14 +182,7 @@ async fn the_list_follows_titles_edited_by_peers() {
         canopy_protocol::feature::set_title(tx, "third title")
     });
     eventually("the listing follows after a restart", async || {
-        let list: Value = http()
-            .get(format!("{base}/api/features"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list: Value = get_json(format!("{base}/api/features")).await;
         list["features"][0]["title"] == "third title"
     })
     .await;

@@ -25,14 +25,7 @@ async fn health_ready_metrics_and_index() {
     let peer = Peer::connect(&server.sync_url(), "metrics").await;
     let _handle = peer.find(&doc).await;
 
-    let text = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics(&base).await;
     for needle in [
         "canopy_ws_connections 1",
         "canopy_documents_loaded 1",

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::common::*;
 
-async fn get_json(url: String) -> (u16, Value) {
+async fn status_and_json(url: String) -> (u16, Value) {
     let r = http().get(url).send().await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
@@ -41,7 +41,7 @@ async fn a_full_disk_makes_the_server_read_only_and_loses_nothing() {
                 Ok(())
             });
             tokio::time::sleep(Duration::from_millis(30)).await;
-            if get_json(format!("{base}/readyz")).await.0 == 503 {
+            if status_and_json(format!("{base}/readyz")).await.0 == 503 {
                 break;
             }
         }
@@ -51,7 +51,7 @@ async fn a_full_disk_makes_the_server_read_only_and_loses_nothing() {
         written > 3,
         "the quota should hold a few changes before failing"
     );
-    let (status, ready) = get_json(format!("{base}/readyz")).await;
+    let (status, ready) = status_and_json(format!("{base}/readyz")).await;
     assert_eq!(status, 503);
     assert_eq!(ready["storage"]["writable"], false);
     assert!(
@@ -59,16 +59,9 @@ async fn a_full_disk_makes_the_server_read_only_and_loses_nothing() {
         "{ready}"
     );
 
-    let metrics = http()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(metrics.contains("canopy_storage_writable 0"));
-    assert!(metrics.contains("canopy_storage_errors_total{operation=\"commit\"}"));
+    let text = metrics(&base).await;
+    assert!(text.contains("canopy_storage_writable 0"));
+    assert!(text.contains("canopy_storage_errors_total{operation=\"commit\"}"));
 
     // REST writes are refused with 503 and a JSON error.
     let r = http()
@@ -138,7 +131,7 @@ async fn a_full_disk_makes_the_server_read_only_and_loses_nothing() {
             .count()
     });
     assert_eq!(attachments, written);
-    let (status, _) = get_json(format!("{base}/readyz")).await;
+    let (status, _) = status_and_json(format!("{base}/readyz")).await;
     assert_eq!(status, 200);
     dialer.close();
     writer.stop().await;
