@@ -26,8 +26,12 @@ setup: js-deps
 ## Pinned official automerge JS packages used by the interop tests and benchmarks.
 js-deps: tests/js/node_modules/.package-lock.json
 
+# `npm install --no-save` rather than `npm ci`: the lock pins every package we
+# use, but cbor-x's optional native helpers (@cbor-extract/*) are not on every
+# registry mirror, so the lock cannot list them and `npm ci` refuses it as out
+# of sync. `install` honours the lock and skips the optional helpers.
 tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package-lock.json
-	$(NPM) ci --prefix tests/js --no-audit --no-fund
+	$(NPM) install --prefix tests/js --no-save --no-audit --no-fund
 	@touch $@
 
 build:

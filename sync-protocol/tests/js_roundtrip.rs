@@ -4,7 +4,7 @@
 //! read correctly in JS, documents written the way a browser writes them
 //! read correctly in Rust, and ephemeral messages cross both ways.
 //!
-//! Needs Node.js 20+ and `npm ci --prefix tests/js`; without them the tests
+//! Needs Node.js 20+ and `make js-deps`; without them the tests
 //! fail (never skip) so that CI cannot pass without the interop check.
 #![allow(clippy::unwrap_used)]
 
@@ -39,7 +39,7 @@ fn node(args: &[&Path]) -> String {
             && js
                 .join("node_modules/@automerge/automerge-repo/package.json")
                 .is_file(),
-        "the JS packages are missing from {}: run `npm ci --prefix tests/js`",
+        "the JS packages are missing from {}: run `make js-deps`",
         js.display()
     );
     let out = Command::new("node")
@@ -49,7 +49,7 @@ fn node(args: &[&Path]) -> String {
         .output()
         .unwrap_or_else(|e| {
             panic!(
-                "cannot run `node` ({e}): install Node.js 20+, then run `npm ci --prefix tests/js`"
+                "cannot run `node` ({e}): install Node.js 20+, then run `make js-deps`"
             )
         });
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

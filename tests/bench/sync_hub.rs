@@ -83,7 +83,7 @@ impl Server {
                     .arg(dir)
                     // The benchmark's own peers are the load; do not rate limit them.
                     .args(["--sync-rate-limit", "100000", "--sync-rate-burst", "100000"])
-                    .env("CANOPY_LOG", "warn");
+                    .env("CANOPY_LOG", "warn,samod_core=error");
                 if kind == Kind::CanopyNormal {
                     c.args(["--sqlite-synchronous", "normal"]);
                 }
@@ -93,7 +93,7 @@ impl Server {
                 let js = root().join("tests/js");
                 assert!(
                     js.join("node_modules/@automerge/automerge-repo").is_dir(),
-                    "run `npm ci --prefix tests/js` (make bench does)"
+                    "run `make js-deps` (make bench does)"
                 );
                 let mut c = tokio::process::Command::new("node");
                 c.arg(js.join("reference-server.mjs")).arg("0").arg(dir);

@@ -257,7 +257,7 @@ pub async fn node(script: &str, args: &[&str]) -> String {
     let js = repo_root().join("tests/js");
     assert!(
         js.join("node_modules/@automerge/automerge-repo").is_dir(),
-        "the JS interop packages are not installed: run `npm ci --prefix tests/js` (make test does)"
+        "the JS interop packages are not installed: run `make js-deps` (make test does)"
     );
     let out = tokio::time::timeout(
         Duration::from_secs(120),
