@@ -48,9 +48,7 @@ fn node(args: &[&Path]) -> String {
         .current_dir(&js)
         .output()
         .unwrap_or_else(|e| {
-            panic!(
-                "cannot run `node` ({e}): install Node.js 20+, then run `make js-deps`"
-            )
+            panic!("cannot run `node` ({e}): install Node.js 20+, then run `make js-deps`")
         });
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
