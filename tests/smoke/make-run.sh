@@ -16,7 +16,8 @@ trap cleanup EXIT
 
 setsid make --no-print-directory run DATA_DIR="$data" LISTEN="127.0.0.1:$port" >"$log" 2>&1 &
 pid=$!
-for _ in $(seq 1 600); do
+# `make smoke` builds the release binary first; allow a slow, cold machine.
+for _ in $(seq 1 1200); do
   if grep -q "Canopy listening on http://127.0.0.1:$port" "$log"; then break; fi
   if ! kill -0 "$pid" 2>/dev/null; then echo "make run exited:"; cat "$log"; exit 1; fi
   sleep 0.5
