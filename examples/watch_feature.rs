@@ -2,7 +2,7 @@
 //! learnings every time anyone changes the document.
 //!
 //! ```sh
-//! cargo run --example watch_feature -- http://127.0.0.1:8420 ftr_…
+//! CANOPY_TOKEN=canopy_… cargo run --example watch_feature -- http://127.0.0.1:8420 ftr_…
 //! ```
 
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
@@ -19,8 +19,23 @@ async fn main() -> anyhow::Result<()> {
     let (Some(base), Some(feature_id)) = (args.next(), args.next()) else {
         bail!("usage: watch_feature <server-url> <feature-id>");
     };
+    let token = std::env::var("CANOPY_TOKEN").context("set CANOPY_TOKEN to an API token")?;
     let base = base.trim_end_matches('/');
-    let info: serde_json::Value = reqwest::get(format!("{base}/api/features/{feature_id}"))
+    let http = reqwest::Client::new();
+    let me: serde_json::Value = http
+        .get(format!("{base}/api/me"))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .error_for_status()
+        .context("the token was refused")?
+        .json()
+        .await?;
+    let user_id = me["user_id"].as_str().context("no user id")?;
+    let info: serde_json::Value = http
+        .get(format!("{base}/api/features/{feature_id}"))
+        .bearer_auth(&token)
+        .send()
         .await?
         .error_for_status()
         .context("cannot read the feature")?
@@ -32,10 +47,13 @@ async fn main() -> anyhow::Result<()> {
         .context("no doc_url in the response")?
         .parse()
         .map_err(|_| anyhow::anyhow!("bad document id"))?;
-    let sync_url = format!("{}/sync", base.replacen("http", "ws", 1));
-
-    let repo = Repo::build_tokio().load().await;
-    let dialer = canopy::client::dial(&repo, sync_url.parse()?, BackoffConfig::default())?;
+    // The server pins each connection to a peer id in the user's namespace.
+    let peer_id = format!("u:{user_id}:watch-{:08x}", rand::random::<u32>());
+    let repo = Repo::build_tokio()
+        .with_peer_id(samod::PeerId::from(peer_id))
+        .load()
+        .await;
+    let dialer = canopy::client::dial_with_token(&repo, base, &token, BackoffConfig::default())?;
     tokio::time::timeout(Duration::from_secs(10), dialer.established())
         .await
         .context("cannot reach the server")??;

@@ -30,6 +30,90 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Serve(ServerConfig),
+    /// Manage users (works on the data directory; the server may be running).
+    User {
+        /// Where the database lives.
+        #[command(flatten)]
+        data: DataDirArg,
+        /// What to do.
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage API tokens (works on the data directory; the server may be running).
+    Token {
+        /// Where the database lives.
+        #[command(flatten)]
+        data: DataDirArg,
+        /// What to do.
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+/// The data directory, for commands that work on it directly.
+#[derive(Debug, Clone, Args)]
+pub struct DataDirArg {
+    /// Directory with the SQLite database.
+    #[arg(
+        long,
+        env = "CANOPY_DATA_DIR",
+        default_value = "./canopy-data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+}
+
+/// `canopy user …`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user and print their first API token (shown once).
+    Add {
+        /// Unique short name: a-z, 0-9 and '-'.
+        handle: String,
+        /// Display name.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Email for git attribution.
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// List users.
+    List,
+    /// Disable a user: their tokens and tickets stop working at once.
+    Disable {
+        /// The user's handle.
+        handle: String,
+    },
+    /// Enable a disabled user again.
+    Enable {
+        /// The user's handle.
+        handle: String,
+    },
+}
+
+/// `canopy token …`
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token for a user and print it (shown once).
+    Create {
+        /// The user's handle.
+        #[arg(long)]
+        user: String,
+        /// What the token is for.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// List tokens (never their secrets).
+    List {
+        /// Only this user's tokens (handle).
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke a token by its id (`tok_…`).
+    Revoke {
+        /// The token id.
+        token_id: String,
+    },
 }
 
 /// Log formats.
@@ -96,6 +180,25 @@ pub struct ServerConfig {
     #[arg(long, env = "CANOPY_DOC_THREADS", default_value_t = 0)]
     pub doc_threads: usize,
 
+    /// Key that signs sync tickets, 32 bytes as hex or base64url. Default:
+    /// `server.key` in the data directory, created on first start.
+    #[arg(long, env = "CANOPY_SERVER_KEY", hide_env_values = true)]
+    pub server_key: Option<String>,
+
+    /// Handle of the first user, created with an API token on a data
+    /// directory that has no users yet.
+    #[arg(long, env = "CANOPY_BOOTSTRAP_USER", default_value = "admin")]
+    pub bootstrap_user: String,
+
+    /// Use this token (`canopy_…`) for the first user instead of a random
+    /// one, for provisioning tools; ignored once any user exists.
+    #[arg(long, env = "CANOPY_BOOTSTRAP_TOKEN", hide_env_values = true)]
+    pub bootstrap_token: Option<String>,
+
+    /// Require an API token for `GET /metrics`.
+    #[arg(long, env = "CANOPY_METRICS_AUTH", default_value_t = false)]
+    pub metrics_auth: bool,
+
     /// Timeout for one HTTP API request, in seconds.
     #[arg(long, env = "CANOPY_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_secs: u64,
@@ -136,6 +239,11 @@ impl ServerConfig {
     /// The SQLite file.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("canopy.db")
+    }
+
+    /// The default server key file.
+    pub fn server_key_path(&self) -> PathBuf {
+        self.data_dir.join("server.key")
     }
 
     pub(crate) fn db_config(&self) -> DbConfig {

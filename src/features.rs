@@ -16,6 +16,7 @@ use samod::{DocHandle, DocumentId, Repo};
 use serde::Serialize;
 
 use crate::{
+    auth::{Members, Role, User, members::Member},
     db::Database,
     registry::{FeatureRecord, Registry, RegistryError},
     summaries::Opened,
@@ -40,8 +41,7 @@ pub mod limits {
     pub const PAGE_MAX: u32 = 500;
 }
 
-/// Who is making a request. Until authentication lands every caller is the
-/// local operator.
+/// Who is making a request: an authenticated user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
     /// User id recorded as author.
@@ -50,12 +50,11 @@ pub struct Actor {
     pub name: String,
 }
 
-impl Actor {
-    /// The single local user of an unauthenticated server.
-    pub fn local() -> Self {
+impl From<&crate::auth::Principal> for Actor {
+    fn from(p: &crate::auth::Principal) -> Self {
         Actor {
-            user_id: "local".into(),
-            name: "Local user".into(),
+            user_id: p.user_id.clone(),
+            name: p.display_name.clone(),
         }
     }
 }
@@ -78,6 +77,9 @@ pub enum FeatureError {
     /// Storage refuses writes.
     #[error("storage is not accepting writes: {0}")]
     Unavailable(String),
+    /// The caller is a member but their role does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
     /// The document could not be read or changed.
     #[error("document error: {0}")]
     Document(String),
@@ -207,19 +209,47 @@ fn check_repo(repo: &RepoRef) -> Result<(), FeatureError> {
 #[derive(Debug, Clone)]
 pub struct FeatureService {
     registry: Registry,
+    members: Members,
     repo: Repo,
     db: Database,
     opened: Opened,
 }
 
 impl FeatureService {
-    /// A service over the registry and samod repo.
-    pub fn new(registry: Registry, repo: Repo, db: Database, opened: Opened) -> Self {
+    /// A service over the registry, memberships and samod repo.
+    pub fn new(
+        registry: Registry,
+        members: Members,
+        repo: Repo,
+        db: Database,
+        opened: Opened,
+    ) -> Self {
         FeatureService {
             registry,
+            members,
             repo,
             db,
             opened,
+        }
+    }
+
+    /// `actor`'s role in the feature. Not a member is the same answer as no
+    /// such feature: a feature a user cannot see does not exist for them.
+    pub fn role(&self, feature_id: &str, actor: &Actor) -> Result<Role, FeatureError> {
+        self.members
+            .role(feature_id, &actor.user_id)
+            .ok_or_else(|| FeatureError::NotFound(feature_id.to_owned()))
+    }
+
+    fn require_write(&self, feature_id: &str, actor: &Actor) -> Result<(), FeatureError> {
+        let role = self.role(feature_id, actor)?;
+        if role.can_write() {
+            Ok(())
+        } else {
+            Err(FeatureError::Forbidden(format!(
+                "your role in feature {feature_id} is {}; it cannot change the feature",
+                role.as_str()
+            )))
         }
     }
 
@@ -275,6 +305,9 @@ impl FeatureService {
             created_at,
             updated_at: created_at,
         };
+        // The owner's membership is written with the registration, and
+        // known to the share policy before the document is.
+        self.members.note_owner(&feature_id, &actor.user_id);
         self.registry
             .register_feature(record, document_id.clone())
             .await?;
@@ -288,15 +321,16 @@ impl FeatureService {
         })
     }
 
-    /// Features, newest first.
+    /// Features `actor` is a member of, newest first.
     pub async fn list(
         &self,
+        actor: &Actor,
         limit: u32,
         before: Option<(i64, String)>,
     ) -> Result<Vec<FeatureRecord>, FeatureError> {
         Ok(self
             .registry
-            .list_features(limit.clamp(1, limits::PAGE_MAX), before)
+            .list_features_for(&actor.user_id, limit.clamp(1, limits::PAGE_MAX), before)
             .await?)
     }
 
@@ -322,8 +356,13 @@ impl FeatureService {
     }
 
     /// The current document as JSON.
-    #[tracing::instrument(skip(self))]
-    pub async fn snapshot(&self, feature_id: &str) -> Result<FeatureSnapshot, FeatureError> {
+    #[tracing::instrument(skip(self, actor))]
+    pub async fn snapshot(
+        &self,
+        feature_id: &str,
+        actor: &Actor,
+    ) -> Result<FeatureSnapshot, FeatureError> {
+        self.role(feature_id, actor)?;
         let (record, handle) = self.handle(feature_id).await?;
         let (doc, heads) = handle
             .with_document_async(|doc| (feature::read(doc), doc.get_heads()))
@@ -361,6 +400,7 @@ impl FeatureService {
                 )));
             }
         }
+        self.require_write(feature_id, actor)?;
         self.ensure_writable()?;
         let (_, handle) = self.handle(feature_id).await?;
         let session_id = ids::new_session_id();
@@ -408,6 +448,7 @@ impl FeatureService {
         if !ids::is_valid_id(ids::SESSION_PREFIX, &input.session_id) {
             return Err(FeatureError::SessionNotFound(input.session_id));
         }
+        self.require_write(feature_id, actor)?;
         self.ensure_writable()?;
         let (_, handle) = self.handle(feature_id).await?;
         let entry = NewQueueEntry {
@@ -441,5 +482,147 @@ impl FeatureService {
             .await??;
         tracing::info!(feature_id, queue_entry = entry_id, "prompt queued");
         Ok(queued)
+    }
+
+    /// The members of a feature; any member may look.
+    pub async fn members(
+        &self,
+        feature_id: &str,
+        actor: &Actor,
+    ) -> Result<Vec<Member>, FeatureError> {
+        self.role(feature_id, actor)?;
+        self.members
+            .list(feature_id)
+            .await
+            .map_err(|e| FeatureError::Document(e.to_string()))
+    }
+
+    fn require_owner(&self, feature_id: &str, actor: &Actor) -> Result<(), FeatureError> {
+        match self.role(feature_id, actor)? {
+            Role::Owner => Ok(()),
+            role => Err(FeatureError::Forbidden(format!(
+                "only owners manage members; your role in feature {feature_id} is {}",
+                role.as_str()
+            ))),
+        }
+    }
+
+    /// Refuse a change that would leave the feature without an owner.
+    async fn keep_an_owner(
+        &self,
+        feature_id: &str,
+        user_id: &str,
+        new_role: Option<Role>,
+    ) -> Result<(), FeatureError> {
+        if self.members.role(feature_id, user_id) != Some(Role::Owner)
+            || new_role == Some(Role::Owner)
+        {
+            return Ok(());
+        }
+        let owners = self
+            .members
+            .list(feature_id)
+            .await
+            .map_err(|e| FeatureError::Document(e.to_string()))?
+            .iter()
+            .filter(|m| m.role == Role::Owner)
+            .count();
+        if owners <= 1 {
+            return Err(FeatureError::Invalid(
+                "a feature must keep at least one owner; add another owner first".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Give `user` `role` in the feature (owners only), and mirror it into
+    /// the document's participants for display.
+    #[tracing::instrument(skip(self, actor, user), fields(user_id = %user.user_id))]
+    pub async fn set_member(
+        &self,
+        feature_id: &str,
+        actor: &Actor,
+        user: &User,
+        role: Role,
+    ) -> Result<(), FeatureError> {
+        self.require_owner(feature_id, actor)?;
+        if user.disabled {
+            return Err(FeatureError::Invalid(format!(
+                "user {} is disabled",
+                user.handle
+            )));
+        }
+        self.keep_an_owner(feature_id, &user.user_id, Some(role))
+            .await?;
+        self.ensure_writable()?;
+        self.members
+            .set(feature_id, &user.user_id, role, &actor.user_id)
+            .await
+            .map_err(|e| FeatureError::Unavailable(e.to_string()))?;
+        let (_, handle) = self.handle(feature_id).await?;
+        let (uid, participant) = (
+            user.user_id.clone(),
+            feature::Participant {
+                name: user.display_name.clone(),
+                role: role.as_str().to_owned(),
+            },
+        );
+        handle
+            .with_document_async(move |doc| {
+                doc.transact_with(
+                    |_| {
+                        ChangeMeta::now(format!("member {uid} is {}", participant.role))
+                            .commit_options()
+                    },
+                    |tx| feature::set_participant(tx, &uid, &participant),
+                )
+                .map(|_| ())
+                .map_err(|f| FeatureError::Document(f.error.to_string()))
+            })
+            .await??;
+        tracing::info!(feature_id, role = role.as_str(), "member set");
+        Ok(())
+    }
+
+    /// Remove `user_id` from the feature: owners remove anyone, anyone may
+    /// leave. Their live connections stop receiving changes at once (the
+    /// share policy follows the membership).
+    #[tracing::instrument(skip(self, actor))]
+    pub async fn remove_member(
+        &self,
+        feature_id: &str,
+        actor: &Actor,
+        user_id: &str,
+    ) -> Result<(), FeatureError> {
+        if actor.user_id != user_id {
+            self.require_owner(feature_id, actor)?;
+        } else {
+            self.role(feature_id, actor)?;
+        }
+        if self.members.role(feature_id, user_id).is_none() {
+            return Err(FeatureError::Invalid(format!(
+                "{user_id} is not a member of this feature"
+            )));
+        }
+        self.keep_an_owner(feature_id, user_id, None).await?;
+        self.ensure_writable()?;
+        self.members
+            .remove(feature_id, user_id)
+            .await
+            .map_err(|e| FeatureError::Unavailable(e.to_string()))?;
+        let (_, handle) = self.handle(feature_id).await?;
+        let uid = user_id.to_owned();
+        handle
+            .with_document_async(move |doc| {
+                doc.transact_with(
+                    |_| ChangeMeta::now(format!("member {uid} removed")).commit_options(),
+                    |tx| feature::remove_participant(tx, &uid),
+                )
+                .map(|_| ())
+                .map_err(|f| FeatureError::Document(f.error.to_string()))
+            })
+            .await??;
+        tracing::info!(feature_id, user_id, "member removed");
+        Ok(())
     }
 }

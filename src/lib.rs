@@ -3,6 +3,8 @@
 //! # Layout
 //!
 //! - [`config`]: command line and environment configuration.
+//! - [`auth`]: users, API tokens, sync tickets and memberships.
+//! - [`audit`]: the append-only audit log.
 //! - [`server`]: assembles everything and runs it on a bound listener.
 //! - [`http`]: the router (JSON API, `/sync`, health, metrics).
 //! - [`sync`]: samod's repo, the per-connection gateway and the access policy.
@@ -14,6 +16,9 @@
 //! - [`client`]: a samod dialer for `/sync`, used by Rust peers.
 //! - [`metrics`], [`telemetry`]: Prometheus metrics and logging.
 
+pub mod admin;
+pub mod audit;
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod db;

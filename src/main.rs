@@ -16,8 +16,21 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Serve(config) => serve(config).await,
+            Command::User { data, command } => {
+                print(canopy::admin::user(&data.data_dir, command).await?);
+                Ok(())
+            }
+            Command::Token { data, command } => {
+                print(canopy::admin::token(&data.data_dir, command).await?);
+                Ok(())
+            }
         }
     })
+}
+
+#[allow(clippy::print_stdout)]
+fn print(s: String) {
+    print!("{s}");
 }
 
 async fn serve(config: ServerConfig) -> anyhow::Result<()> {
@@ -35,6 +48,23 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         println!("  API:    {}/api/features", server.url());
         println!("  sync:   {}", server.sync_url());
         println!("  health: {}/readyz", server.url());
+        if let Some(first) = server.first_user() {
+            println!();
+            println!(
+                "First start: created user {:?}. Its API token (shown once, keep it secret):",
+                first.user.handle
+            );
+            println!("  {}", first.token);
+            println!(
+                "  try:   curl -H 'Authorization: Bearer {}' {}/api/me",
+                first.token,
+                server.url()
+            );
+            // A fragment never reaches the server or its logs; the web
+            // client reads the token from it and forgets the URL.
+            println!("  login: {}/#token={}", server.url(), first.token);
+            println!("More users: canopy user add <handle> --name … --email …");
+        }
     }
     server.wait().await.context("server stopped with an error")
 }

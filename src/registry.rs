@@ -167,7 +167,9 @@ impl Registry {
         self.version.subscribe()
     }
 
-    /// Record a new feature and share its document.
+    /// Record a new feature, make `record.created_by` its owner, and share
+    /// its document, in one transaction: a feature never exists without an
+    /// owner.
     pub async fn register_feature(
         &self,
         record: FeatureRecord,
@@ -187,6 +189,11 @@ impl Registry {
                         r.created_at,
                         r.updated_at
                     ],
+                )?;
+                conn.execute(
+                    "INSERT INTO members (feature_id, user_id, role, added_by, added_at)
+                     VALUES (?1, ?2, 'owner', ?2, ?3)",
+                    params![r.feature_id, r.created_by, r.created_at],
                 )?;
                 conn.execute(
                     "INSERT INTO documents (document_id, kind, feature_id, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -243,6 +250,38 @@ impl Registry {
                 ))?;
                 let rows = stmt
                     .query_map(params![at, id, limit], FeatureRecord::from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(rows)
+            })
+            .await?)
+    }
+
+    /// Features `user_id` is a member of, newest first, `limit` at a time;
+    /// `before` as for [`Registry::list_features`].
+    pub async fn list_features_for(
+        &self,
+        user_id: &str,
+        limit: u32,
+        before: Option<(i64, String)>,
+    ) -> Result<Vec<FeatureRecord>, RegistryError> {
+        let user = user_id.to_owned();
+        Ok(self
+            .db
+            .read(move |conn| {
+                let (at, id) = before.unwrap_or((i64::MAX, String::new()));
+                let columns = FEATURE_COLUMNS
+                    .split(", ")
+                    .map(|c| format!("f.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {columns} FROM features f
+                     JOIN members m ON m.feature_id = f.feature_id AND m.user_id = ?4
+                     WHERE (f.created_at, f.feature_id) < (?1, ?2)
+                     ORDER BY f.created_at DESC, f.feature_id DESC LIMIT ?3"
+                ))?;
+                let rows = stmt
+                    .query_map(params![at, id, limit, user], FeatureRecord::from_row)?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 Ok(rows)
             })

@@ -7,13 +7,15 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
+    audit::{AuditAction, AuditLog},
+    auth::{AuthError, Members, ServerKey, Tickets, User, Users},
     config::ServerConfig,
     db::{Database, DbError},
     features::FeatureService,
     http,
     metrics::Metrics,
     registry::{Registry, RegistryError},
-    state::AppState,
+    state::{AppState, Identity},
     storage::SqliteStorage,
     summaries,
     sync::{AccessPolicy, SyncHub},
@@ -31,6 +33,9 @@ pub enum ServerError {
     /// The registry could not be loaded.
     #[error("registry: {0}")]
     Registry(#[from] RegistryError),
+    /// Identity could not be set up (server key, first user).
+    #[error("identity: {0}")]
+    Auth(#[from] AuthError),
     /// The sync hub could not start.
     #[error(transparent)]
     Hub(#[from] crate::sync::HubError),
@@ -39,11 +44,21 @@ pub enum ServerError {
     Task(String),
 }
 
+/// The first user, created on a data directory that had none.
+#[derive(Debug, Clone)]
+pub struct FirstUser {
+    /// The user.
+    pub user: User,
+    /// Their API token: this is the only time it is available.
+    pub token: String,
+}
+
 /// A started server.
 #[derive(Debug)]
 pub struct RunningServer {
     addr: SocketAddr,
     state: AppState,
+    first_user: Option<FirstUser>,
     task: JoinHandle<Result<(), ServerError>>,
 }
 
@@ -61,6 +76,11 @@ impl RunningServer {
     /// WebSocket URL of `/sync`.
     pub fn sync_url(&self) -> String {
         self.state.sync_url()
+    }
+
+    /// The user created on this start, if the data directory had none.
+    pub fn first_user(&self) -> Option<&FirstUser> {
+        self.first_user.as_ref()
     }
 
     /// The application state (tests inspect the repo and registry).
@@ -106,8 +126,39 @@ pub async fn start(
             .map_err(|e| ServerError::Task(e.to_string()))??
     };
     let registry = Registry::load(db.clone()).await?;
+    let users = Users::new(db.clone());
+    let audit = AuditLog::new(db.clone());
+    let first_user = users
+        .bootstrap(&config.bootstrap_user, config.bootstrap_token.as_deref())
+        .await?
+        .map(|(user, token)| FirstUser { user, token });
+    if let Some(first) = &first_user {
+        tracing::info!(handle = %first.user.handle, "created the first user");
+        audit
+            .record(
+                Some(&first.user.user_id),
+                None,
+                AuditAction::UserCreated,
+                format!("first user {} created at first start", first.user.handle),
+            )
+            .await;
+    }
+    let members = Members::load(db.clone()).await?;
+    let key = match &config.server_key {
+        Some(k) => ServerKey::parse(k)?,
+        None => {
+            let path = config.server_key_path();
+            tokio::task::spawn_blocking(move || ServerKey::load_or_create(&path))
+                .await
+                .map_err(|e| ServerError::Task(e.to_string()))??
+        }
+    };
+    let tickets = Tickets::new(
+        key,
+        u64::try_from(canopy_protocol::unix_ms_now()).unwrap_or(0),
+    );
     let storage = SqliteStorage::new(db.clone(), metrics.clone());
-    let policy = AccessPolicy::new(registry.clone(), db.subscribe_health());
+    let policy = AccessPolicy::new(registry.clone(), members.clone(), db.subscribe_health());
     let (opened, opened_rx) = summaries::channel();
     let hub = SyncHub::start(
         &db,
@@ -128,7 +179,13 @@ pub async fn start(
         shutdown.clone(),
         &background,
     );
-    let features = FeatureService::new(registry.clone(), hub.repo().clone(), db.clone(), opened);
+    let features = FeatureService::new(
+        registry.clone(),
+        members,
+        hub.repo().clone(),
+        db.clone(),
+        opened,
+    );
 
     let state = AppState::new(
         config.clone(),
@@ -137,6 +194,11 @@ pub async fn start(
         registry,
         hub.clone(),
         features,
+        Identity {
+            users,
+            tickets,
+            audit,
+        },
         metrics,
         shutdown.clone(),
     );
@@ -166,7 +228,12 @@ pub async fn start(
         tracing::info!("shutdown complete");
         served.map_err(ServerError::Io)
     });
-    Ok(RunningServer { addr, state, task })
+    Ok(RunningServer {
+        addr,
+        state,
+        first_user,
+        task,
+    })
 }
 
 /// Run until `shutdown` fires.

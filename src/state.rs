@@ -5,9 +5,26 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::ServerConfig, db::Database, features::FeatureService, metrics::Metrics,
-    registry::Registry, sync::SyncHub,
+    audit::AuditLog,
+    auth::{Tickets, Users},
+    config::ServerConfig,
+    db::Database,
+    features::FeatureService,
+    metrics::Metrics,
+    registry::Registry,
+    sync::SyncHub,
 };
+
+/// The identity services handed to [`AppState::new`].
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// Users and API tokens.
+    pub users: Users,
+    /// Sync tickets.
+    pub tickets: Tickets,
+    /// The audit log.
+    pub audit: AuditLog,
+}
 
 /// Application state. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -23,6 +40,7 @@ struct Inner {
     registry: Registry,
     hub: SyncHub,
     features: FeatureService,
+    identity: Identity,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 }
@@ -36,6 +54,7 @@ impl AppState {
         registry: Registry,
         hub: SyncHub,
         features: FeatureService,
+        identity: Identity,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Self {
@@ -47,6 +66,7 @@ impl AppState {
                 registry,
                 hub,
                 features,
+                identity,
                 metrics,
                 shutdown,
             }),
@@ -94,6 +114,21 @@ impl AppState {
     /// Feature operations.
     pub fn features(&self) -> &FeatureService {
         &self.inner.features
+    }
+
+    /// Users and API tokens.
+    pub fn users(&self) -> &Users {
+        &self.inner.identity.users
+    }
+
+    /// Sync tickets.
+    pub fn tickets(&self) -> &Tickets {
+        &self.inner.identity.tickets
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.inner.identity.audit
     }
 
     /// Metrics.

@@ -308,6 +308,25 @@ impl Database {
         rx.await.unwrap_or(Err(DbError::Closed))
     }
 
+    /// Like [`Database::write`], returning what `op` returned on the attempt
+    /// that committed (a write may be retried; `op` must be repeatable).
+    pub(crate) async fn write_returning<T, F>(&self, bytes: usize, op: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: Fn(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let slot = Arc::new(std::sync::Mutex::new(None));
+        let out = slot.clone();
+        self.write(bytes, move |conn| {
+            let value = op(conn)?;
+            *out.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
+            Ok(())
+        })
+        .await?;
+        let value = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        value.ok_or_else(|| DbError::Task("a committed write left no result".into()))
+    }
+
     /// Run a read on a pooled read-only connection, off the async threads.
     pub(crate) async fn read<T, F>(&self, op: F) -> Result<T, DbError>
     where

@@ -32,6 +32,55 @@ const MIGRATIONS: &[&str] = &[
         created_at  INTEGER NOT NULL
     );
     ",
+    // 2: identity and access: users, API tokens (hashes only), per-feature
+    // memberships (the ACL), and the append-only audit log.
+    "
+    CREATE TABLE users (
+        user_id      TEXT PRIMARY KEY NOT NULL,
+        handle       TEXT NOT NULL UNIQUE,
+        display_name TEXT NOT NULL,
+        email        TEXT,
+        created_at   INTEGER NOT NULL,
+        disabled     INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1))
+    );
+    CREATE TABLE api_tokens (
+        token_id    TEXT PRIMARY KEY NOT NULL,
+        user_id     TEXT NOT NULL REFERENCES users (user_id),
+        -- SHA-256 of the token's secret; the secret itself is never stored.
+        secret_hash BLOB NOT NULL,
+        label       TEXT NOT NULL,
+        scope       TEXT NOT NULL CHECK (scope IN ('user', 'agent')),
+        feature_id  TEXT,
+        session_id  TEXT,
+        created_at  INTEGER NOT NULL,
+        revoked_at  INTEGER,
+        CHECK (scope = 'user' OR (feature_id IS NOT NULL AND session_id IS NOT NULL))
+    );
+    CREATE INDEX api_tokens_by_user ON api_tokens (user_id, created_at);
+    CREATE TABLE members (
+        feature_id TEXT NOT NULL REFERENCES features (feature_id),
+        user_id    TEXT NOT NULL REFERENCES users (user_id),
+        role       TEXT NOT NULL CHECK (role IN ('owner', 'contributor', 'viewer')),
+        added_by   TEXT NOT NULL,
+        added_at   INTEGER NOT NULL,
+        PRIMARY KEY (feature_id, user_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX members_by_user ON members (user_id, feature_id);
+    CREATE TABLE audit (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        at         INTEGER NOT NULL,
+        user_id    TEXT,
+        feature_id TEXT,
+        action     TEXT NOT NULL,
+        detail     TEXT NOT NULL
+    );
+    CREATE INDEX audit_by_feature ON audit (feature_id, seq);
+    -- The audit log is append-only: the database itself refuses edits.
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    ",
 ];
 
 /// The schema version this build writes.

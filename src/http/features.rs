@@ -12,6 +12,7 @@ use serde_json::json;
 
 use super::{
     ApiError,
+    auth::Caller,
     extract::{ApiJson, ApiPath, ApiQuery},
 };
 use crate::{
@@ -29,6 +30,9 @@ impl From<FeatureError> for ApiError {
                 e.to_string(),
             ),
             FeatureError::Invalid(_) => ApiError::invalid(e.to_string()),
+            FeatureError::Forbidden(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+            }
             FeatureError::QueueFull(..) => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", e.to_string())
             }
@@ -45,11 +49,6 @@ impl From<FeatureError> for ApiError {
 
 fn service(state: &AppState) -> &FeatureService {
     state.features()
-}
-
-/// The caller. Authentication replaces this with the token's user.
-fn actor() -> Actor {
-    Actor::local()
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +78,7 @@ pub(super) struct CreateFeatureBody {
 /// `POST /api/features`
 pub(super) async fn create_feature(
     State(state): State<AppState>,
+    Caller(who): Caller,
     ApiJson(body): ApiJson<CreateFeatureBody>,
 ) -> Result<Response, ApiError> {
     let created = service(&state)
@@ -92,7 +92,7 @@ pub(super) async fn create_feature(
                     feature_branch: r.feature_branch,
                 }),
             },
-            &actor(),
+            &Actor::from(&who),
         )
         .await?;
     let location = format!("/api/features/{}", created.feature_id);
@@ -128,6 +128,7 @@ fn parse_cursor(cursor: &str) -> Result<(i64, String), ApiError> {
 /// `GET /api/features`
 pub(super) async fn list_features(
     State(state): State<AppState>,
+    Caller(who): Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let limit = q.limit.unwrap_or(100);
@@ -138,7 +139,9 @@ pub(super) async fn list_features(
         )));
     }
     let before = q.cursor.as_deref().map(parse_cursor).transpose()?;
-    let features = service(&state).list(limit, before).await?;
+    let features = service(&state)
+        .list(&Actor::from(&who), limit, before)
+        .await?;
     let next_cursor = (features.len() == limit as usize)
         .then(|| features.last())
         .flatten()
@@ -165,9 +168,12 @@ pub(super) async fn list_features(
 /// `GET /api/features/{id}`
 pub(super) async fn get_feature(
     State(state): State<AppState>,
+    Caller(who): Caller,
     ApiPath(feature_id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let snapshot = service(&state).snapshot(&feature_id).await?;
+    let snapshot = service(&state)
+        .snapshot(&feature_id, &Actor::from(&who))
+        .await?;
     Ok(Json(snapshot).into_response())
 }
 
@@ -184,6 +190,7 @@ pub(super) struct CreateSessionBody {
 /// `POST /api/features/{id}/sessions`
 pub(super) async fn create_session(
     State(state): State<AppState>,
+    Caller(who): Caller,
     ApiPath(feature_id): ApiPath<String>,
     ApiJson(body): ApiJson<CreateSessionBody>,
 ) -> Result<Response, ApiError> {
@@ -195,7 +202,7 @@ pub(super) async fn create_session(
                 scope: body.scope,
                 depends_on: body.depends_on,
             },
-            &actor(),
+            &Actor::from(&who),
         )
         .await?;
     let mut value = serde_json::to_value(&session).map_err(ApiError::internal)?;
@@ -216,6 +223,7 @@ pub(super) struct EnqueueBody {
 /// `POST /api/features/{id}/queue`
 pub(super) async fn enqueue(
     State(state): State<AppState>,
+    Caller(who): Caller,
     ApiPath(feature_id): ApiPath<String>,
     ApiJson(body): ApiJson<EnqueueBody>,
 ) -> Result<Response, ApiError> {
@@ -226,7 +234,7 @@ pub(super) async fn enqueue(
                 session_id: body.session_id,
                 text: body.text,
             },
-            &actor(),
+            &Actor::from(&who),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(entry)).into_response())

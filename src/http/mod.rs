@@ -1,9 +1,11 @@
 //! The HTTP surface: the JSON API under `/api`, the `/sync` WebSocket and
 //! the operational endpoints.
 
+mod auth;
 mod error;
 mod extract;
 mod features;
+mod members;
 mod ops;
 
 use std::time::{Duration, Instant};
@@ -19,6 +21,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use serde::Deserialize;
 use tower_http::{catch_panic::CatchPanicLayer, timeout::TimeoutLayer, trace::TraceLayer};
 
 pub use error::ApiError;
@@ -40,8 +43,22 @@ pub fn router(state: AppState) -> Router {
             post(features::create_session),
         )
         .route("/features/{feature_id}/queue", post(features::enqueue))
+        .route("/features/{feature_id}/members", get(members::list))
+        .route(
+            "/features/{feature_id}/members/{user}",
+            get(members::get).put(members::put).delete(members::delete),
+        )
+        .route("/features/{feature_id}/audit", get(members::audit))
+        .route("/sync-ticket", post(auth::sync_ticket))
+        .route("/me", get(auth::me))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Outside the handlers and the fallback: no route answers, or
+        // reveals that it exists, before the caller is authenticated.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -53,7 +70,17 @@ pub fn router(state: AppState) -> Router {
         .route("/sync", get(sync_upgrade))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
+        .route("/metrics", {
+            let route = get(ops::metrics);
+            if config.metrics_auth {
+                route.route_layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    auth::require_token,
+                ))
+            } else {
+                route
+            }
+        })
         .route("/", get(ops::index))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), track))
@@ -107,12 +134,46 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
     response
 }
 
-/// `GET /sync`: upgrade to the automerge-repo protocol.
+#[derive(Debug, Deserialize)]
+struct SyncQuery {
+    #[serde(default)]
+    ticket: Option<String>,
+}
+
+/// `GET /sync?ticket=…`: upgrade to the automerge-repo protocol. The ticket
+/// (from `POST /api/sync-ticket`) is checked and used up before the upgrade;
+/// the connection is pinned to the peer id it names.
 async fn sync_upgrade(
     State(state): State<AppState>,
     ConnectInfo(remote): ConnectInfo<std::net::SocketAddr>,
+    query: Result<axum::extract::Query<SyncQuery>, axum::extract::rejection::QueryRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let Some(ticket) = query.ok().and_then(|q| q.0.ticket) else {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "ticket_required",
+            "connect to /sync?ticket=…, with a ticket from POST /api/sync-ticket",
+        )
+        .into_response();
+    };
+    let now = u64::try_from(canopy_protocol::unix_ms_now()).unwrap_or(0);
+    let claims = match state.tickets().redeem(&ticket, now) {
+        Ok(c) => c,
+        Err(e) => {
+            state.metrics().reject("invalid_ticket");
+            return ApiError::from(e).into_response();
+        }
+    };
+    // The ticket is at most a minute old; a user disabled since must not
+    // get in with it.
+    match state.users().user(&claims.principal).await {
+        Ok(Some(user)) if !user.disabled => {}
+        Ok(_) => {
+            return ApiError::from(crate::auth::AuthError::BadCredentials).into_response();
+        }
+        Err(e) => return ApiError::from(e).into_response(),
+    }
     let ws = match ws {
         Ok(ws) => ws,
         Err(rejection) => {
@@ -132,5 +193,14 @@ async fn sync_upgrade(
     ws.max_message_size(limit)
         .max_frame_size(limit)
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
-        .on_upgrade(move |socket| async move { hub.accept(socket, remote) })
+        .on_upgrade(move |socket| async move {
+            hub.accept(
+                socket,
+                remote,
+                crate::sync::Authenticated {
+                    peer_id: claims.peer_id,
+                    principal: claims.principal,
+                },
+            )
+        })
 }

@@ -118,15 +118,30 @@ enum Control {
     Reject { code: u16, reason: String },
 }
 
+/// Who a connection was authenticated as (from its sync ticket).
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The only peer id the connection may join as.
+    pub peer_id: String,
+    /// The user (or agent principal) behind it.
+    pub principal: String,
+}
+
 /// Serve one upgraded `/sync` socket until it closes.
 pub(crate) async fn serve(
     socket: WebSocket,
     remote: std::net::SocketAddr,
     ctx: Arc<GatewayContext>,
+    auth: Authenticated,
 ) {
     let conn = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
-    let span =
-        tracing::info_span!("sync_connection", conn, %remote, peer_id = tracing::field::Empty);
+    let span = tracing::info_span!(
+        "sync_connection",
+        conn,
+        %remote,
+        peer_id = %auth.peer_id,
+        user_id = %auth.principal
+    );
     async move {
         let started = Instant::now();
         ctx.metrics.ws_connections.inc();
@@ -137,7 +152,10 @@ pub(crate) async fn serve(
         let (to_samod, samod_in) = fmpsc::channel::<Vec<u8>>(32);
         let (samod_out, from_samod) = fmpsc::channel::<Vec<u8>>(64);
         let (ctl_tx, ctl_rx) = mpsc::channel::<Control>(64);
-        let transport = Transport::new(samod_in.map(Ok::<_, Infallible>), samod_out);
+        // samod enforces the pin as well: belt and braces with the gateway's
+        // own check of the join.
+        let transport = Transport::new(samod_in.map(Ok::<_, Infallible>), samod_out)
+            .with_expected_peer_id(PeerId::from(auth.peer_id.clone()));
         let accepted = ctx.acceptor.accept(transport);
         let last_seen = Arc::new(AtomicU64::new(0));
 
@@ -163,6 +181,7 @@ pub(crate) async fn serve(
         } else {
             let mut reader = Reader {
                 ctx: &ctx,
+                expected_peer: auth.peer_id.clone(),
                 peer: None,
                 bucket: TokenBucket::new(ctx.limits.rate_per_sec, ctx.limits.burst),
                 ctl: ctl_tx,
@@ -195,6 +214,7 @@ pub(crate) async fn serve(
 
 struct Reader<'a> {
     ctx: &'a GatewayContext,
+    expected_peer: String,
     peer: Option<PeerId>,
     bucket: TokenBucket,
     ctl: mpsc::Sender<Control>,
@@ -366,7 +386,16 @@ impl Reader<'_> {
             if !valid_peer_id(sender) {
                 return reject(PROTOCOL_ERROR, "bad_peer_id", "invalid senderId");
             }
-            tracing::Span::current().record("peer_id", sender);
+            if sender != self.expected_peer {
+                return reject(
+                    POLICY_VIOLATION,
+                    "peer_id_mismatch",
+                    format!(
+                        "this connection's ticket is for peer {}, but join names {sender}",
+                        self.expected_peer
+                    ),
+                );
+            }
             self.peer = Some(PeerId::from(sender));
             return Verdict::Forward;
         };

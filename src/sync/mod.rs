@@ -10,7 +10,7 @@ use samod::{AcceptorHandle, ConcurrencyConfig, PeerId, Repo, RepoEvent, RepoObse
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 
-pub use gateway::{SyncLimits, close_code};
+pub use gateway::{Authenticated, SyncLimits, close_code};
 pub use policy::{Access, AccessPolicy};
 
 use crate::{db::Database, metrics::Metrics, storage::SqliteStorage, summaries::Opened};
@@ -129,10 +129,10 @@ impl SyncHub {
     }
 
     /// Serve an upgraded WebSocket in the background.
-    pub fn accept(&self, socket: WebSocket, remote: SocketAddr) {
+    pub fn accept(&self, socket: WebSocket, remote: SocketAddr, auth: Authenticated) {
         let ctx = self.ctx.clone();
         self.connections
-            .spawn(gateway::serve(socket, remote, ctx).in_current_span());
+            .spawn(gateway::serve(socket, remote, ctx, auth).in_current_span());
     }
 
     /// Number of open `/sync` connections.

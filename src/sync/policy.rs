@@ -2,15 +2,20 @@
 //!
 //! samod asks through [`SharePolicy`] (one live stream per document and
 //! peer); the gateway asks [`AccessPolicy::decide`] before a message reaches
-//! samod at all. Both get the same answer. Today the answer depends on
-//! whether the document is registered and whether storage accepts writes;
-//! per-user roles plug in here.
+//! samod at all. Both get the same answer, from three inputs: whether the
+//! document is registered, the peer's user's role in the document's feature
+//! (the peer id is pinned by the connection's ticket), and whether storage
+//! accepts writes. A change to any input re-decides every live stream.
 
 use futures::{Stream, StreamExt};
 use samod::{DocumentId, PeerId, ShareConfig, SharePolicy};
 use tokio::sync::watch;
 
-use crate::{db::StorageHealth, registry::Registry};
+use crate::{
+    auth::{self, Members},
+    db::StorageHealth,
+    registry::Registry,
+};
 
 /// What a peer may do with a document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,19 +43,37 @@ impl Access {
 #[derive(Clone, Debug)]
 pub struct AccessPolicy {
     registry: Registry,
+    members: Members,
     storage: watch::Receiver<StorageHealth>,
 }
 
 impl AccessPolicy {
-    /// A policy over the document registry and storage health.
-    pub fn new(registry: Registry, storage: watch::Receiver<StorageHealth>) -> Self {
-        AccessPolicy { registry, storage }
+    /// A policy over the document registry, memberships and storage health.
+    pub fn new(
+        registry: Registry,
+        members: Members,
+        storage: watch::Receiver<StorageHealth>,
+    ) -> Self {
+        AccessPolicy {
+            registry,
+            members,
+            storage,
+        }
     }
 
     /// Decide now.
-    pub fn decide(&self, doc: &DocumentId, _peer: &PeerId) -> Access {
-        if self.registry.lookup(doc).is_none() {
+    pub fn decide(&self, doc: &DocumentId, peer: &PeerId) -> Access {
+        let Some(shared) = self.registry.lookup(doc) else {
             return Access::None;
+        };
+        let Some(user) = auth::user_of_peer(peer.as_str()) else {
+            return Access::None;
+        };
+        let Some(role) = self.members.role(&shared.feature_id, user) else {
+            return Access::None;
+        };
+        if !role.can_write() {
+            return Access::ReadOnly;
         }
         if !self.storage.borrow().is_ok() {
             // Accepting changes we cannot store would lose them silently.
@@ -63,19 +86,22 @@ impl AccessPolicy {
     fn decisions(&self, doc: DocumentId, peer: PeerId) -> impl Stream<Item = Access> + use<> {
         let policy = self.clone();
         let mut registry = self.registry.subscribe();
+        let mut members = self.members.subscribe();
         let mut storage = self.storage.clone();
         registry.mark_unchanged();
+        members.mark_unchanged();
         storage.mark_unchanged();
         let first = policy.decide(&doc, &peer);
         let updates = futures::stream::unfold(
-            (policy, registry, storage, doc, peer),
-            |(policy, mut registry, mut storage, doc, peer)| async move {
+            (policy, registry, members, storage, doc, peer),
+            |(policy, mut registry, mut members, mut storage, doc, peer)| async move {
                 tokio::select! {
                     r = registry.changed() => r.ok()?,
+                    r = members.changed() => r.ok()?,
                     r = storage.changed() => r.ok()?,
                 }
                 let access = policy.decide(&doc, &peer);
-                Some((access, (policy, registry, storage, doc, peer)))
+                Some((access, (policy, registry, members, storage, doc, peer)))
             },
         );
         futures::stream::once(async move { first }).chain(updates)

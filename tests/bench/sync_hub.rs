@@ -64,9 +64,20 @@ struct Server {
     kind: Kind,
     child: tokio::process::Child,
     pid: u32,
+    endpoint: Endpoint,
+}
+
+/// How peers reach a server: Canopy needs an API token and a peer id in its
+/// user's namespace; the JS reference server takes anyone.
+#[derive(Debug, Clone)]
+struct Endpoint {
     sync_url: String,
     http_url: Option<String>,
+    user_id: Option<String>,
 }
+
+/// The first user's token of every Canopy server the benchmark starts.
+const TOKEN: &str = "canopy_benchtokenaaaaaaaaaa_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -83,6 +94,7 @@ impl Server {
                     .arg(dir)
                     // The benchmark's own peers are the load; do not rate limit them.
                     .args(["--sync-rate-limit", "100000", "--sync-rate-burst", "100000"])
+                    .args(["--bootstrap-token", TOKEN])
                     .env("CANOPY_LOG", "warn,samod_core=error");
                 if kind == Kind::CanopyNormal {
                     c.args(["--sqlite-synchronous", "normal"]);
@@ -127,12 +139,30 @@ impl Server {
         }
         assert!(!sync_url.is_empty(), "{} did not start", kind.name());
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let user_id = match &http_url {
+            Some(base) => {
+                let me: serde_json::Value = reqwest::Client::new()
+                    .get(format!("{base}/api/me"))
+                    .bearer_auth(TOKEN)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                Some(me["user_id"].as_str().unwrap().to_owned())
+            }
+            None => None,
+        };
         Server {
             kind,
             child,
             pid,
-            sync_url,
-            http_url,
+            endpoint: Endpoint {
+                sync_url,
+                http_url,
+                user_id,
+            },
         }
     }
 
@@ -213,16 +243,25 @@ fn dir_size(path: &Path) -> u64 {
 // ------------------------------------------------------------------ peers
 
 async fn peer(
-    sync_url: &str,
+    endpoint: &Endpoint,
     name: String,
 ) -> (Repo, samod::DialerHandle<canopy::client::Refused>) {
+    let peer_id = match &endpoint.user_id {
+        Some(user) => format!("u:{user}:{name}"),
+        None => name,
+    };
     let repo = Repo::build_tokio()
-        .with_peer_id(PeerId::from(name))
+        .with_peer_id(PeerId::from(peer_id.clone()))
         .load()
         .await;
+    let tickets = endpoint.http_url.as_ref().map(|base| {
+        Arc::new(canopy::client::ApiTickets::new(base, TOKEN, &peer_id))
+            as Arc<dyn canopy::client::TicketSource>
+    });
     let dialer = canopy::client::dial(
         &repo,
-        sync_url.parse().unwrap(),
+        endpoint.sync_url.parse().unwrap(),
+        tickets,
         BackoffConfig {
             initial_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(2),
@@ -288,9 +327,10 @@ fn learning_texts(doc: &Automerge, from: usize) -> (usize, Vec<String>) {
 async fn make_document(server: &Server) -> DocumentId {
     match server.kind {
         Kind::Canopy | Kind::CanopyNormal => {
-            let base = server.http_url.as_ref().unwrap();
+            let base = server.endpoint.http_url.as_ref().unwrap();
             let resp: serde_json::Value = reqwest::Client::new()
                 .post(format!("{base}/api/features"))
+                .bearer_auth(TOKEN)
                 .json(&json!({"title": "bench", "description": "fan-out benchmark"}))
                 .send()
                 .await
@@ -303,7 +343,7 @@ async fn make_document(server: &Server) -> DocumentId {
         Kind::Js => {
             // The JS server stores whatever a client pushes: push the same
             // initial document Canopy's API would create.
-            let (repo, dialer) = peer(&server.sync_url, "bench-bootstrap".into()).await;
+            let (repo, dialer) = peer(&server.endpoint, "bench-bootstrap".into()).await;
             let doc = feature::new_feature_document(&feature::NewFeature {
                 feature_id: canopy_protocol::ids::new_feature_id(),
                 title: "bench".into(),
@@ -395,10 +435,10 @@ impl Side {
         let mut clients: Vec<Client> = Vec::new();
         for chunk in (0..peers).collect::<Vec<_>>().chunks(25) {
             let joined = futures::future::join_all(chunk.iter().map(|i| {
-                let url = server.sync_url.clone();
+                let endpoint = server.endpoint.clone();
                 let doc_id = doc_id.clone();
                 async move {
-                    let (repo, dialer) = peer(&url, format!("bench-{i}")).await;
+                    let (repo, dialer) = peer(&endpoint, format!("bench-{i}")).await;
                     let handle = tokio::time::timeout(Duration::from_secs(60), repo.find(doc_id))
                         .await
                         .expect("find timed out")
@@ -643,7 +683,7 @@ async fn big_document(kind: Kind, history: usize, extra: usize) -> BigDocResult 
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(kind, dir.path()).await;
     let doc_id = make_document(&server).await;
-    let (repo, dialer) = peer(&server.sync_url, "bench-big".into()).await;
+    let (repo, dialer) = peer(&server.endpoint, "bench-big".into()).await;
     let handle = repo.find(doc_id.clone()).await.unwrap().unwrap();
 
     // Build the history on a fork, then hand it to the server in one sync.
@@ -697,7 +737,7 @@ async fn big_document(kind: Kind, history: usize, extra: usize) -> BigDocResult 
     for _ in 0..3 {
         let server = Server::start(kind, dir.path()).await;
         let started = Instant::now();
-        let (repo, dialer) = peer(&server.sync_url, "bench-cold".into()).await;
+        let (repo, dialer) = peer(&server.endpoint, "bench-cold".into()).await;
         let h = tokio::time::timeout(Duration::from_secs(600), repo.find(doc_id.clone()))
             .await
             .expect("cold load timed out")

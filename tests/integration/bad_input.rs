@@ -16,8 +16,10 @@ use crate::common::*;
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn raw(sync_url: &str) -> Ws {
-    tokio_tungstenite::connect_async(sync_url).await.unwrap().0
+/// A raw WebSocket on `/sync`, with a ticket for peer `u:<admin>:<name>`.
+async fn raw(sync_url: &str, name: &str) -> Ws {
+    let (_, url) = ticket(&base_of(sync_url), TOKEN, name).await;
+    tokio_tungstenite::connect_async(url).await.unwrap().0
 }
 
 async fn join(ws: &mut Ws, peer: &str) -> String {
@@ -92,13 +94,15 @@ fn stored_digest(db: &std::path::Path, exclude: &str) -> Vec<(String, Vec<u8>)> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_sync_input_is_refused_while_a_healthy_peer_is_served() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = canopy::config::ServerConfig::for_data_dir(dir.path());
+    let mut config = config_for(dir.path());
     config.max_message_bytes = 128 * 1024;
     config.sync_rate_limit = 100;
     config.sync_rate_burst = 200;
     let server = start_with(config).await;
     let base = server.url().to_owned();
     let sync = server.sync_url();
+    let me = user_id_of(&base, TOKEN).await;
+    let p = |name: &str| format!("u:{me}:{name}");
     let (_, doc_a) = create_feature(&base, "A: must not change").await;
     let (feature_b, doc_b) = create_feature(&base, "B: the healthy peer's").await;
 
@@ -131,14 +135,14 @@ async fn hostile_sync_input_is_refused_while_a_healthy_peer_is_served() {
     };
 
     // 1. A text frame.
-    let mut ws = raw(&sync).await;
+    let mut ws = raw(&sync, "texter").await;
     ws.send(Message::Text("hello".into())).await.unwrap();
     let (err, code, _) = closed_with(&mut ws).await;
     assert_eq!(code, close_code::UNSUPPORTED_DATA);
     assert!(err.unwrap().contains("text frames"));
 
     // 2. Random bytes.
-    let mut ws = raw(&sync).await;
+    let mut ws = raw(&sync, "random").await;
     ws.send(Message::Binary(vec![0xff, 0x13, 0x37, 0x00, 0x42].into()))
         .await
         .unwrap();
@@ -172,7 +176,7 @@ async fn hostile_sync_input_is_refused_while_a_healthy_peer_is_served() {
             v
         },
     ] {
-        let mut ws = raw(&sync).await;
+        let mut ws = raw(&sync, "shapeless").await;
         ws.send(Message::Binary(bad.into())).await.unwrap();
         let (err, code, reason) = closed_with(&mut ws).await;
         assert_eq!(code, close_code::PROTOCOL_ERROR, "{reason}");
@@ -180,9 +184,9 @@ async fn hostile_sync_input_is_refused_while_a_healthy_peer_is_served() {
     }
 
     // 4. A join with an unsupported protocol version.
-    let mut ws = raw(&sync).await;
+    let mut ws = raw(&sync, "old-client").await;
     ws.send(Message::Binary(
-        wire::encode_join("old-client", &["0", "2"]).into(),
+        wire::encode_join(&p("old-client"), &["0", "2"]).into(),
     ))
     .await
     .unwrap();
@@ -191,7 +195,7 @@ async fn hostile_sync_input_is_refused_while_a_healthy_peer_is_served() {
     assert!(err.unwrap().contains("unsupported protocol version"));
 
     // 5. Sync before join.
-    let mut ws = raw(&sync).await;
+    let mut ws = raw(&sync, "early").await;
     let server_peer = server.state().hub().peer_id().to_owned();
     ws.send(Message::Binary(
         wire::encode_sync(
@@ -210,16 +214,16 @@ async fn hostile_sync_input_is_refused_while_a_healthy_peer_is_served() {
     assert!(err.unwrap().contains("join"));
 
     // 6. A frame larger than the configured limit.
-    let mut ws = raw(&sync).await;
-    join(&mut ws, "big").await;
+    let mut ws = raw(&sync, "big").await;
+    join(&mut ws, &p("big")).await;
     let _ = ws.send(Message::Binary(vec![0u8; 200 * 1024].into())).await;
     let (_, code, reason) = closed_with(&mut ws).await;
     assert_eq!(code, close_code::MESSAGE_TOO_BIG, "{reason}");
 
     // 7. A request for a document id that is not registered: doc-unavailable,
     //    and the connection stays usable.
-    let mut ws = raw(&sync).await;
-    let server_peer = join(&mut ws, "curious").await;
+    let mut ws = raw(&sync, "curious").await;
+    let server_peer = join(&mut ws, &p("curious")).await;
     let unknown = samod::DocumentId::new(&mut rand::rng()).to_string();
     let empty_sync = {
         use automerge::sync::SyncDoc;
@@ -232,7 +236,7 @@ async fn hostile_sync_input_is_refused_while_a_healthy_peer_is_served() {
         ws.send(Message::Binary(
             wire::encode_sync(
                 MessageType::Request,
-                "curious",
+                &p("curious"),
                 &server_peer,
                 &unknown,
                 &empty_sync,
@@ -254,7 +258,7 @@ async fn hostile_sync_input_is_refused_while_a_healthy_peer_is_served() {
     ws.send(Message::Binary(
         wire::encode_sync(
             MessageType::Sync,
-            "curious",
+            &p("curious"),
             &server_peer,
             "not-a-doc-id",
             &empty_sync,
@@ -267,12 +271,12 @@ async fn hostile_sync_input_is_refused_while_a_healthy_peer_is_served() {
     assert_eq!(code, close_code::INVALID_PAYLOAD);
     assert!(err.unwrap().contains("documentId"));
 
-    let mut ws = raw(&sync).await;
-    let server_peer = join(&mut ws, "garbler").await;
+    let mut ws = raw(&sync, "garbler").await;
+    let server_peer = join(&mut ws, &p("garbler")).await;
     ws.send(Message::Binary(
         wire::encode_sync(
             MessageType::Sync,
-            "garbler",
+            &p("garbler"),
             &server_peer,
             &doc_a.to_string(),
             b"\x42\xff",
@@ -286,11 +290,11 @@ async fn hostile_sync_input_is_refused_while_a_healthy_peer_is_served() {
     assert!(err.unwrap().contains("sync message"));
 
     // 8. A storm of requests from one connection.
-    let mut ws = raw(&sync).await;
-    let server_peer = join(&mut ws, "stormy").await;
+    let mut ws = raw(&sync, "stormy").await;
+    let server_peer = join(&mut ws, &p("stormy")).await;
     let frame = wire::encode_sync(
         MessageType::Request,
-        "stormy",
+        &p("stormy"),
         &server_peer,
         &unknown,
         &empty_sync,
@@ -312,8 +316,8 @@ async fn hostile_sync_input_is_refused_while_a_healthy_peer_is_served() {
     assert!(err.unwrap().contains("rate limit"));
 
     // 9. A peer that claims someone else's identity after the handshake.
-    let mut ws = raw(&sync).await;
-    let server_peer = join(&mut ws, "honest").await;
+    let mut ws = raw(&sync, "honest").await;
+    let server_peer = join(&mut ws, &p("honest")).await;
     ws.send(Message::Binary(
         wire::encode_sync(
             MessageType::Request,
@@ -331,11 +335,11 @@ async fn hostile_sync_input_is_refused_while_a_healthy_peer_is_served() {
     assert!(err.unwrap().contains("peer ID mismatch"));
 
     // 10. An oversized ephemeral message (it would be relayed to every peer).
-    let mut ws = raw(&sync).await;
-    let server_peer = join(&mut ws, "shouty").await;
+    let mut ws = raw(&sync, "shouty").await;
+    let server_peer = join(&mut ws, &p("shouty")).await;
     ws.send(Message::Binary(
         wire::encode_ephemeral(
-            "shouty",
+            &p("shouty"),
             &server_peer,
             &doc_b.to_string(),
             "s1",
@@ -544,8 +548,21 @@ async fn bad_rest_input_gets_json_errors() {
         .await
         .unwrap();
     expect(r, 400, "bad_query").await;
-    // /sync without a WebSocket upgrade.
+    // /sync without a ticket, with a bad one, and without a WebSocket upgrade.
     let r = client.get(format!("{base}/sync")).send().await.unwrap();
+    expect(r, 401, "ticket_required").await;
+    let r = client
+        .get(format!("{base}/sync?ticket=forged"))
+        .send()
+        .await
+        .unwrap();
+    expect(r, 401, "invalid_ticket").await;
+    let (_, url) = ticket(&base, TOKEN, "no-upgrade").await;
+    let r = client
+        .get(url.replacen("ws://", "http://", 1))
+        .send()
+        .await
+        .unwrap();
     expect(r, 426, "websocket_required").await;
 
     // The one real feature is intact.

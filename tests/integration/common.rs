@@ -27,12 +27,25 @@ pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
     }
 }
 
-/// Start an in-process server on `dir` with default settings.
-pub async fn start_server(dir: &Path) -> RunningServer {
-    start_with(ServerConfig::for_data_dir(dir)).await
+/// The API token of the first user (`admin`) of every test server: tests
+/// start servers with `--bootstrap-token` so restarts and child processes
+/// share one known credential.
+pub const TOKEN: &str = "canopy_testtokenaaaaaaaaaaa_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+/// The test configuration for `dir`.
+pub fn config_for(dir: &Path) -> ServerConfig {
+    let mut config = ServerConfig::for_data_dir(dir);
+    config.bootstrap_token = Some(TOKEN.to_owned());
+    config
 }
 
-/// Start an in-process server with a custom configuration.
+/// Start an in-process server on `dir` with default settings.
+pub async fn start_server(dir: &Path) -> RunningServer {
+    start_with(config_for(dir)).await
+}
+
+/// Start an in-process server with a custom configuration (start from
+/// [`config_for`] to keep the known token).
 pub async fn start_with(config: ServerConfig) -> RunningServer {
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     canopy::server::start(config, listener, CancellationToken::new())
@@ -40,12 +53,99 @@ pub async fn start_with(config: ServerConfig) -> RunningServer {
         .unwrap()
 }
 
-/// An HTTP client for the API.
+/// An HTTP client for the API, authenticated as the first user.
 pub fn http() -> reqwest::Client {
+    http_as(TOKEN)
+}
+
+/// An HTTP client authenticated with `token`.
+pub fn http_as(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// An HTTP client with no credentials.
+pub fn http_anon() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
+}
+
+/// The base URL (`http://…`) of a sync URL (`ws://…/sync`).
+pub fn base_of(sync_url: &str) -> String {
+    sync_url
+        .trim_end_matches("/sync")
+        .replacen("ws://", "http://", 1)
+}
+
+/// The user id behind `token`.
+pub async fn user_id_of(base: &str, token: &str) -> String {
+    let me: Value = http_as(token)
+        .get(format!("{base}/api/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    me["user_id"].as_str().expect("GET /api/me").to_owned()
+}
+
+/// A sync ticket for `token`'s user as peer `u:<user>:<suffix>`; returns
+/// `(peer_id, url to dial)`.
+pub async fn ticket(base: &str, token: &str, suffix: &str) -> (String, String) {
+    let user = user_id_of(base, token).await;
+    let peer_id = format!("u:{user}:{suffix}");
+    let resp = http_as(token)
+        .post(format!("{base}/api/sync-ticket"))
+        .json(&json!({ "peer_id": peer_id }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "sync ticket: {:?}", resp.text().await);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["peer_id"], peer_id.as_str());
+    (peer_id, body["url"].as_str().unwrap().to_owned())
+}
+
+/// `PUT /api/features/{id}/members/{user}` as the first user; returns the status.
+pub async fn set_member(base: &str, feature_id: &str, user: &str, role: &str) -> u16 {
+    http()
+        .put(format!("{base}/api/features/{feature_id}/members/{user}"))
+        .json(&json!({ "role": role }))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Make a user with a token (in-process server only); returns
+/// `(user_id, token)`.
+pub async fn add_user(server: &RunningServer, handle: &str) -> (String, String) {
+    let users = server.state().users();
+    let user = users
+        .create_user(canopy::auth::NewUser {
+            handle: handle.to_owned(),
+            display_name: format!("{handle} (test)"),
+            email: Some(format!("{handle}@example.com")),
+        })
+        .await
+        .unwrap();
+    let (_, token) = users
+        .create_token(&user.user_id, "test", canopy::auth::TokenScope::User)
+        .await
+        .unwrap();
+    (user.user_id, token)
 }
 
 /// `POST /api/features` and return `(feature_id, document_id)`.
@@ -90,6 +190,12 @@ pub async fn create_session(base: &str, feature_id: &str, title: &str) -> String
     body["session_id"].as_str().unwrap().to_owned()
 }
 
+/// Redial `repo` (after a `close`) as the first user.
+pub fn redial(repo: &Repo, sync_url: &str) -> samod::DialerHandle<canopy::client::Refused> {
+    canopy::client::dial_with_token(repo, &base_of(sync_url), TOKEN, BackoffConfig::default())
+        .unwrap()
+}
+
 /// `GET url` as JSON (any status).
 pub async fn get_json(url: impl reqwest::IntoUrl) -> Value {
     http().get(url).send().await.unwrap().json().await.unwrap()
@@ -125,18 +231,26 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// Connect a new in-memory peer and wait for the handshake.
+    /// Connect a new in-memory peer as the first user and wait for the handshake.
     pub async fn connect(sync_url: &str, name: &str) -> Peer {
+        Peer::connect_as(sync_url, TOKEN, name).await
+    }
+
+    /// Connect a new in-memory peer with `token` and wait for the handshake.
+    pub async fn connect_as(sync_url: &str, token: &str, name: &str) -> Peer {
+        let base = base_of(sync_url);
+        let user = user_id_of(&base, token).await;
         let repo = Repo::build_tokio()
             .with_peer_id(PeerId::from(format!(
-                "{name}-{:08x}",
+                "u:{user}:{name}-{:08x}",
                 rand::random::<u32>()
             )))
             .load()
             .await;
-        let dialer = canopy::client::dial(
+        let dialer = canopy::client::dial_with_token(
             &repo,
-            sync_url.parse().unwrap(),
+            &base,
+            token,
             BackoffConfig {
                 initial_delay: Duration::from_millis(50),
                 max_delay: Duration::from_millis(500),
@@ -198,6 +312,8 @@ impl ServerProcess {
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(dir)
+            .arg("--bootstrap-token")
+            .arg(TOKEN)
             .args(extra)
             .env("CANOPY_LOG", "warn")
             .stdout(Stdio::piped())

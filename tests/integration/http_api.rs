@@ -38,7 +38,10 @@ async fn create_list_read_sessions_and_queue() {
     assert_eq!(d["status"], "active");
     assert_eq!(d["repo"]["url"], "https://github.com/acme/app.git");
     assert_eq!(d["repo"]["base_branch"], "develop");
-    assert_eq!(d["created_by"], "local");
+    // Attributed to the authenticated caller, who is the feature's owner.
+    let me = user_id_of(&base, TOKEN).await;
+    assert_eq!(d["created_by"], me.as_str());
+    assert_eq!(d["participants"][&me]["role"], "owner");
     assert!(d["created_at"].as_i64().unwrap() > 1_700_000_000_000);
     assert_eq!(snap["doc_url"], created["doc_url"]);
     assert!(!snap["heads"].as_array().unwrap().is_empty());
@@ -78,7 +81,7 @@ async fn create_list_read_sessions_and_queue() {
         let e: Value = r.json().await.unwrap();
         assert_eq!(e["status"], "queued");
         assert_eq!(e["text"], text);
-        assert_eq!(e["author"], "local");
+        assert_eq!(e["author"], me.as_str());
         assert_eq!(e["session_id"], s1_id);
         ids.push(e["id"].as_str().unwrap().to_owned());
     }

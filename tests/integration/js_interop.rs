@@ -1,5 +1,6 @@
 //! Acceptance 2: the official JS client (`@automerge/automerge-repo` 2.5 with
-//! its WebSocket client adapter, in Node) syncs with the server both ways.
+//! its WebSocket client adapter, in Node) syncs with the server both ways,
+//! authenticated with a sync ticket as a browser would be.
 
 use automerge::{ObjType, ReadDoc, Value as AmValue};
 use canopy_protocol::feature;
@@ -27,17 +28,27 @@ async fn the_official_js_client_syncs_both_ways() {
     let out = node(
         "interop-client.mjs",
         &[
-            &server.sync_url(),
+            &base,
+            TOKEN,
             &format!("automerge:{doc}"),
             &session,
             "written by rust",
-            &format!("{base}/api/features/{feature_id}"),
+            &feature_id,
         ],
     )
     .await;
     let report: Value = serde_json::from_str(out.lines().last().unwrap())
         .unwrap_or_else(|e| panic!("bad output from the JS client ({e}): {out}"));
     assert_eq!(report["saw_rust_learning"], true);
+    // It came in through a ticket, pinned to a peer id in its user's namespace.
+    let me = user_id_of(&base, TOKEN).await;
+    assert!(
+        report["peer_id"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("u:{me}:")),
+        "{report}"
+    );
     let js_entry = report["queue_entry_id"].as_str().unwrap().to_owned();
 
     // Rust receives the JS change, including strings JS wrote as Text objects.

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, unreachable_pub)]
 
+mod auth;
 mod bad_input;
 mod common;
 mod convergence;

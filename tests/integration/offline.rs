@@ -67,12 +67,7 @@ async fn offline_edits_merge_with_one_queue_order() {
     assert_eq!(snap["document"]["queue"].as_array().unwrap().len(), 4);
 
     // Alice comes back.
-    let dialer = canopy::client::dial(
-        &alice.repo,
-        server.sync_url().parse().unwrap(),
-        samod::BackoffConfig::default(),
-    )
-    .unwrap();
+    let dialer = redial(&alice.repo, &server.sync_url());
     within("alice reconnects", dialer.established())
         .await
         .unwrap();

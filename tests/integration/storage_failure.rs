@@ -19,7 +19,7 @@ async fn status_and_json(url: String) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_makes_the_server_read_only_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = canopy::config::ServerConfig::for_data_dir(dir.path());
+    let mut config = config_for(dir.path());
     config.storage_quota_mb = Some(1);
     let server = start_with(config).await;
     let base = server.url().to_owned();
@@ -98,12 +98,7 @@ async fn a_full_disk_makes_the_server_read_only_and_loses_nothing() {
     );
 
     // The peer still holds everything it wrote; reconnecting delivers it.
-    let dialer = canopy::client::dial(
-        &writer.repo,
-        server.sync_url().parse().unwrap(),
-        samod::BackoffConfig::default(),
-    )
-    .unwrap();
+    let dialer = redial(&writer.repo, &server.sync_url());
     within("reconnect", dialer.established()).await.unwrap();
     within(
         "server has the peer's changes",

@@ -1,18 +1,26 @@
 // The official automerge-repo JS client, as a browser would use it, against
 // a Canopy server. Used by tests/integration/js_interop.rs.
 //
-// usage: node interop-client.mjs <sync-url> <doc-url> <session-id> <expected-learning> <feature-api-url>
-// Prints one JSON line: { saw_rust_learning, queue_entry_id }.
+// usage: node interop-client.mjs <base-url> <token> <doc-url> <session-id> <expected-learning> <feature-id>
+// Prints one JSON line: { saw_rust_learning, queue_entry_id, peer_id }.
+//
+// It authenticates the way a browser does: an API token buys a one-time
+// sync ticket (POST /api/sync-ticket), and the WebSocket URL carries it,
+// because browsers cannot set headers on a WebSocket.
 
 import { Repo } from "@automerge/automerge-repo";
 import { WebSocketClientAdapter } from "@automerge/automerge-repo-network-websocket";
 import * as A from "@automerge/automerge";
 
-const [syncUrl, docUrl, sessionId, expectedLearning, featureApi] = process.argv.slice(2);
-if (!featureApi) {
-  console.error("usage: node interop-client.mjs <sync-url> <doc-url> <session-id> <expected-learning> <feature-api-url>");
+const [base, token, docUrl, sessionId, expectedLearning, featureId] = process.argv.slice(2);
+if (!featureId) {
+  console.error(
+    "usage: node interop-client.mjs <base-url> <token> <doc-url> <session-id> <expected-learning> <feature-id>",
+  );
   process.exit(2);
 }
+const auth = { authorization: `Bearer ${token}` };
+const featureApi = `${base}/api/features/${featureId}`;
 
 const deadline = Date.now() + 30_000;
 async function until(what, check) {
@@ -22,7 +30,13 @@ async function until(what, check) {
   }
 }
 
-const repo = new Repo({ network: [new WebSocketClientAdapter(syncUrl)] });
+const ticketResponse = await fetch(`${base}/api/sync-ticket`, { method: "POST", headers: auth });
+if (ticketResponse.status !== 201) {
+  throw new Error(`sync ticket refused: ${ticketResponse.status} ${await ticketResponse.text()}`);
+}
+const { peer_id: peerId, url } = await ticketResponse.json();
+// The server pins the connection to the ticket's peer id: use it as ours.
+const repo = new Repo({ network: [new WebSocketClientAdapter(url)], peerId });
 await until("a connection to the server", () => repo.peers.length > 0);
 
 const handle = await repo.find(docUrl);
@@ -54,12 +68,12 @@ handle.change((d) => {
 
 // Stay connected until the server has the change (its JSON API shows it).
 await until("the server to have the JS change", async () => {
-  const r = await fetch(featureApi);
+  const r = await fetch(featureApi, { headers: auth });
   if (!r.ok) return false;
   const body = await r.json();
   return body.document.queue.some((q) => q.id === entryId);
 });
 
-console.log(JSON.stringify({ saw_rust_learning: true, queue_entry_id: entryId }));
+console.log(JSON.stringify({ saw_rust_learning: true, queue_entry_id: entryId, peer_id: peerId }));
 await repo.shutdown();
 process.exit(0);

@@ -27,21 +27,40 @@ base="http://127.0.0.1:$port"
 
 fail() { echo "smoke test failed: $*"; cat "$log"; exit 1; }
 
+# The first start printed the first user's token once; the README says to
+# copy it into CANOPY_TOKEN.
+token=$(grep -o 'canopy_[a-z2-7]\{20\}_[A-Za-z0-9_-]\{43\}' "$log" | head -1)
+[[ -n "$token" ]] || fail "no API token printed on first start"
+auth=(-H "Authorization: Bearer $token")
+
 # The README's tour, verbatim in spirit: create, session, queue, read.
 curl -fsS "$base/healthz" | grep -q '"ok"' || fail healthz
 curl -fsS "$base/readyz" | grep -q '"ready"' || fail readyz
-feature=$(curl -fsS -X POST "$base/api/features" -H 'content-type: application/json' \
+code=$(curl -s -o /dev/null -w '%{http_code}' "$base/api/features")
+[[ "$code" == 401 ]] || fail "no token gave $code"
+curl -fsS "${auth[@]}" "$base/api/me" | grep -q '"handle":"admin"' || fail me
+feature=$(curl -fsS "${auth[@]}" -X POST "$base/api/features" -H 'content-type: application/json' \
   -d '{"title":"Add OAuth login","description":"GitHub and Google sign-in"}')
 fid=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["feature_id"])' <<<"$feature")
 [[ "$fid" == ftr_* ]] || fail "feature id $fid"
-session=$(curl -fsS -X POST "$base/api/features/$fid/sessions" -H 'content-type: application/json' \
+session=$(curl -fsS "${auth[@]}" -X POST "$base/api/features/$fid/sessions" -H 'content-type: application/json' \
   -d '{"title":"research auth patterns"}')
 sid=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["session_id"])' <<<"$session")
-curl -fsS -X POST "$base/api/features/$fid/queue" -H 'content-type: application/json' \
+curl -fsS "${auth[@]}" -X POST "$base/api/features/$fid/queue" -H 'content-type: application/json' \
   -d "{\"session_id\":\"$sid\",\"text\":\"Survey OAuth libraries\"}" | grep -q '"queued"' || fail queue
-curl -fsS "$base/api/features/$fid" | grep -q 'Survey OAuth libraries' || fail snapshot
-curl -fsS "$base/api/features" | grep -q "$fid" || fail list
+curl -fsS "${auth[@]}" "$base/api/features/$fid" | grep -q 'Survey OAuth libraries' || fail snapshot
+curl -fsS "${auth[@]}" "$base/api/features" | grep -q "$fid" || fail list
+curl -fsS "${auth[@]}" -X POST "$base/api/sync-ticket" | grep -q '"ticket"' || fail ticket
 curl -fsS "$base/metrics" | grep -q 'canopy_http_requests_total' || fail metrics
-code=$(curl -s -o /dev/null -w '%{http_code}' "$base/api/features/ftr_doesnotexist")
+code=$(curl -s -o /dev/null -w '%{http_code}' "${auth[@]}" "$base/api/features/ftr_doesnotexist")
 [[ "$code" == 404 ]] || fail "unknown feature gave $code"
+
+# A second user, made with the CLI while the server runs, cannot see the
+# first user's feature.
+out=$(cargo run --quiet --release --bin canopy -- user add bob --name Bob --email bob@example.com --data-dir "$data" 2>&1) \
+  || fail "user add: $out"
+bob=$(grep -o 'canopy_[a-z2-7]\{20\}_[A-Za-z0-9_-]\{43\}' <<<"$out" | head -1)
+[[ -n "$bob" ]] || fail "user add printed no token: $out"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $bob" "$base/api/features/$fid")
+[[ "$code" == 404 ]] || fail "a non-member got $code for someone else's feature"
 echo "make run smoke test: ok ($base)"

@@ -1,0 +1,540 @@
+//! Identity and access, adversarially: credentials, tickets, membership as
+//! the only way to see a feature, read-only viewers, live revocation.
+
+use std::time::Duration;
+
+use canopy::sync::close_code;
+use canopy_protocol::{
+    feature,
+    wire::{self, MessageType},
+};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::common::*;
+
+/// Every route under `/api`, with a body that would be acceptable, so that
+/// the only thing missing is the credential. Kept next to the router's
+/// definition in `src/http/mod.rs`; an unknown path is checked too, which
+/// covers routes this list forgets.
+fn api_routes(feature: &str, session: &str) -> Vec<(reqwest::Method, String, Option<Value>)> {
+    use reqwest::Method;
+    vec![
+        (Method::GET, "/api/features".into(), None),
+        (
+            Method::POST,
+            "/api/features".into(),
+            Some(json!({"title": "t"})),
+        ),
+        (Method::GET, format!("/api/features/{feature}"), None),
+        (
+            Method::POST,
+            format!("/api/features/{feature}/sessions"),
+            Some(json!({"title": "s"})),
+        ),
+        (
+            Method::POST,
+            format!("/api/features/{feature}/queue"),
+            Some(json!({"session_id": session, "text": "go"})),
+        ),
+        (
+            Method::GET,
+            format!("/api/features/{feature}/members"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/features/{feature}/members/admin"),
+            None,
+        ),
+        (
+            Method::PUT,
+            format!("/api/features/{feature}/members/admin"),
+            Some(json!({"role": "owner"})),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/features/{feature}/members/admin"),
+            None,
+        ),
+        (Method::GET, format!("/api/features/{feature}/audit"), None),
+        (Method::POST, "/api/sync-ticket".into(), Some(json!({}))),
+        (Method::GET, "/api/me".into(), None),
+        (Method::GET, "/api/no/such/route".into(), None),
+    ]
+}
+
+async fn assert_all_401(
+    base: &str,
+    client: &reqwest::Client,
+    feature: &str,
+    session: &str,
+    what: &str,
+) {
+    for (method, path, body) in api_routes(feature, session) {
+        let mut req = client.request(method.clone(), format!("{base}{path}"));
+        if let Some(b) = &body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 401, "{what}: {method} {path}");
+        assert!(resp.headers().contains_key("www-authenticate"));
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(
+            body["error"]["code"], "unauthorized",
+            "{what}: {method} {path}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_api_route_refuses_missing_wrong_revoked_and_disabled_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path()).await;
+    let base = server.url().to_owned();
+    let (feature, _) = create_feature(&base, "guarded").await;
+    let session = create_session(&base, &feature, "s").await;
+
+    // With the right token every route answers something other than 401.
+    for (method, path, body) in api_routes(&feature, &session) {
+        if method == reqwest::Method::DELETE {
+            continue; // would remove the only owner; refused with 422, not run here
+        }
+        let mut req = http().request(method.clone(), format!("{base}{path}"));
+        if let Some(b) = &body {
+            req = req.json(b);
+        }
+        let status = req.send().await.unwrap().status();
+        assert_ne!(status, 401, "{method} {path} refused a valid token");
+    }
+
+    assert_all_401(&base, &http_anon(), &feature, &session, "no token").await;
+    for wrong in [
+        "nonsense",
+        "canopy_",
+        // Well-formed, unknown id.
+        "canopy_zzzzzzzzzzzzzzzzzzzz_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        // The real id with a different secret.
+        "canopy_testtokenaaaaaaaaaaa_BAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ] {
+        assert_all_401(&base, &http_as(wrong), &feature, &session, wrong).await;
+    }
+    // Basic auth or a bare token is not a bearer token.
+    let r = http_anon()
+        .get(format!("{base}/api/me"))
+        .header("authorization", TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // Revoked.
+    let (carol, carol_token) = add_user(&server, "carol").await;
+    assert_eq!(user_id_of(&base, &carol_token).await, carol);
+    let tokens = server
+        .state()
+        .users()
+        .list_tokens(Some(&carol))
+        .await
+        .unwrap();
+    assert!(
+        server
+            .state()
+            .users()
+            .revoke_token(&tokens[0].token_id)
+            .await
+            .unwrap()
+    );
+    assert_all_401(&base, &http_as(&carol_token), &feature, &session, "revoked").await;
+
+    // Disabled.
+    let (dave, dave_token) = add_user(&server, "dave").await;
+    let (_, dave_url) = ticket(&base, &dave_token, "before-disable").await;
+    server
+        .state()
+        .users()
+        .set_disabled(&dave, true)
+        .await
+        .unwrap();
+    assert_all_401(&base, &http_as(&dave_token), &feature, &session, "disabled").await;
+    // …and the ticket they got a moment before does not open a WebSocket.
+    let err = tokio_tungstenite::connect_async(dave_url)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 401),
+        "{err}"
+    );
+    server.stop().await.unwrap();
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn http_status(err: &tokio_tungstenite::tungstenite::Error) -> Option<u16> {
+    match err {
+        tokio_tungstenite::tungstenite::Error::Http(r) => Some(r.status().as_u16()),
+        _ => None,
+    }
+}
+
+async fn join_as(ws: &mut Ws, peer: &str) -> Option<Message> {
+    ws.send(Message::Binary(wire::encode_join(peer, &["1"]).into()))
+        .await
+        .unwrap();
+    within("an answer to join", ws.next())
+        .await
+        .map(Result::unwrap)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_are_single_use_unforgeable_and_pinned_to_their_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path()).await;
+    let base = server.url().to_owned();
+    let me = user_id_of(&base, TOKEN).await;
+
+    // A good ticket works once.
+    let (peer, url) = ticket(&base, TOKEN, "once").await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    match join_as(&mut ws, &peer).await {
+        Some(Message::Binary(b)) => {
+            assert_eq!(wire::decode_envelope(&b).unwrap().kind, MessageType::Peer)
+        }
+        other => panic!("expected a peer message, got {other:?}"),
+    }
+    let reused = tokio_tungstenite::connect_async(&url).await.unwrap_err();
+    assert_eq!(http_status(&reused), Some(401), "reused ticket: {reused}");
+
+    // Tampered: change one character of the ticket.
+    let (_, url) = ticket(&base, TOKEN, "tampered").await;
+    let (head, t) = url.split_once("ticket=").unwrap();
+    let mut bytes = t.as_bytes().to_vec();
+    let i = bytes.len() / 2;
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+    let tampered = format!("{head}ticket={}", String::from_utf8(bytes).unwrap());
+    let err = tokio_tungstenite::connect_async(&tampered)
+        .await
+        .unwrap_err();
+    assert_eq!(http_status(&err), Some(401), "tampered ticket: {err}");
+    // The untouched ticket still works (the tampered attempt did not use it up).
+    tokio_tungstenite::connect_async(&url).await.unwrap();
+
+    // No ticket, garbage, a ticket from another server's key.
+    for bad in [
+        server.sync_url(),
+        format!("{}?ticket=", server.sync_url()),
+        format!("{}?ticket={}", server.sync_url(), "A".repeat(5000)),
+    ] {
+        let err = tokio_tungstenite::connect_async(&bad).await.unwrap_err();
+        assert_eq!(http_status(&err), Some(401), "{bad}: {err}");
+    }
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = start_server(other_dir.path()).await;
+    let (_, foreign) = ticket(other.url(), TOKEN, "foreign").await;
+    let foreign = foreign.replace(
+        other.url().trim_start_matches("http://"),
+        base.trim_start_matches("http://"),
+    );
+    let err = tokio_tungstenite::connect_async(&foreign)
+        .await
+        .unwrap_err();
+    assert_eq!(http_status(&err), Some(401), "foreign ticket: {err}");
+    other.stop().await.unwrap();
+
+    // Bound to another peer id: joining as someone else closes the connection.
+    let (_, url) = ticket(&base, TOKEN, "bound").await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let _ = join_as(&mut ws, &format!("u:{me}:someone-else")).await;
+    let closed = within("close after a mismatched join", async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(Some(f)))) => {
+                    return (u16::from(f.code), f.reason.to_string());
+                }
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(closed.0, close_code::POLICY_VIOLATION, "{}", closed.1);
+
+    // A user cannot ask for a peer id in someone else's namespace.
+    let (_, carol_token) = add_user(&server, "carol").await;
+    let r = http_as(&carol_token)
+        .post(format!("{base}/api/sync-ticket"))
+        .json(&json!({"peer_id": format!("u:{me}:stolen")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    for bad in ["", "u:", "x y", "storage-server"] {
+        let r = http_as(&carol_token)
+            .post(format!("{base}/api/sync-ticket"))
+            .json(&json!({"peer_id": bad}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_client_error(), "{bad:?} gave {}", r.status());
+    }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_member_cannot_tell_a_feature_from_a_random_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path()).await;
+    let base = server.url().to_owned();
+    let (feature, doc) = create_feature(&base, "secret plans").await;
+    let session = create_session(&base, &feature, "s").await;
+    let (_, eve_token) = add_user(&server, "eve").await;
+    let eve = http_as(&eve_token);
+    let random = "ftr_aaaaaaaaaaaaaaaaaaaa";
+
+    // Same status and same body for the real feature and a random id, on
+    // every feature route.
+    for (method, path, body) in [
+        (reqwest::Method::GET, "", None),
+        (
+            reqwest::Method::POST,
+            "/sessions",
+            Some(json!({"title": "x"})),
+        ),
+        (
+            reqwest::Method::POST,
+            "/queue",
+            Some(json!({"session_id": session, "text": "x"})),
+        ),
+        (reqwest::Method::GET, "/members", None),
+        (reqwest::Method::GET, "/audit", None),
+        (
+            reqwest::Method::PUT,
+            "/members/eve",
+            Some(json!({"role": "owner"})),
+        ),
+    ] {
+        let mut answers = Vec::new();
+        for id in [feature.as_str(), random] {
+            let mut req = eve.request(method.clone(), format!("{base}/api/features/{id}{path}"));
+            if let Some(b) = &body {
+                req = req.json(b);
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap().replace(id, "<id>");
+            answers.push((status, text));
+        }
+        assert_eq!(answers[0], answers[1], "{method} {path} tells them apart");
+        assert_eq!(answers[0].0, 404, "{method} {path}");
+    }
+    // The listing does not include it.
+    let list: Value = eve
+        .get(format!("{base}/api/features"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["features"].as_array().unwrap().len(), 0);
+
+    // Over sync: the same doc-unavailable for the real document and a random one.
+    let eve_peer = Peer::connect_as(&server.sync_url(), &eve_token, "eve").await;
+    let found = within("find", eve_peer.repo.find(doc.clone()))
+        .await
+        .unwrap();
+    assert!(found.is_none(), "a non-member found the document");
+    let random_doc = samod::DocumentId::new(&mut rand::rng());
+    let found = within("find", eve_peer.repo.find(random_doc))
+        .await
+        .unwrap();
+    assert!(found.is_none());
+    eve_peer.stop().await;
+
+    // Once added, eve sees it.
+    assert_eq!(set_member(&base, &feature, "eve", "viewer").await, 200);
+    let r = eve
+        .get(format!("{base}/api/features/{feature}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewers_edits_are_never_stored_or_forwarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path()).await;
+    let base = server.url().to_owned();
+    let (feature, doc) = create_feature(&base, "read only for some").await;
+    let (_, viv_token) = add_user(&server, "viv").await;
+    assert_eq!(set_member(&base, &feature, "viv", "viewer").await, 200);
+
+    let owner = Peer::connect(&server.sync_url(), "owner").await;
+    let o = owner.find(&doc).await;
+    let viewer = Peer::connect_as(&server.sync_url(), &viv_token, "viv").await;
+    let v = viewer.find(&doc).await;
+
+    // The viewer receives the owner's changes…
+    edit(&o, "owner note", |tx| {
+        feature::set_notes(tx, "from the owner")
+    });
+    eventually("the viewer sees the owner's change", async || {
+        read(&v).notes == "from the owner"
+    })
+    .await;
+
+    // …but its own changes go nowhere.
+    edit(&v, "viewer learning", |tx| {
+        feature::add_learning(tx, &learning("planted by a viewer", "viv"))
+    });
+    // Over HTTP too: a viewer cannot add sessions or prompts.
+    let r = http_as(&viv_token)
+        .post(format!("{base}/api/features/{feature}/sessions"))
+        .json(&json!({"title": "sneaky"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // The owner keeps writing; once the owner's later change has round-tripped
+    // to the viewer, the viewer's change had every chance to travel.
+    edit(&o, "owner note 2", |tx| feature::set_notes(tx, "second"));
+    eventually("the viewer sees the second change", async || {
+        read(&v).notes == "second"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        read(&o)
+            .learnings
+            .iter()
+            .all(|l| l.text != "planted by a viewer"),
+        "the owner received a viewer's change"
+    );
+    let snap = snapshot(&base, &feature).await;
+    assert!(
+        !snap.to_string().contains("planted by a viewer"),
+        "the server applied a viewer's change"
+    );
+    // Nor is it in storage after a restart.
+    owner.stop().await;
+    viewer.stop().await;
+    server.stop().await.unwrap();
+    let server = start_server(dir.path()).await;
+    let snap = snapshot(server.url(), &feature).await;
+    assert!(!snap.to_string().contains("planted by a viewer"));
+    assert_eq!(snap["document"]["notes"], "second");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_contributor_stops_receiving_and_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path()).await;
+    let base = server.url().to_owned();
+    let (feature, doc) = create_feature(&base, "team work").await;
+    let (carol_id, carol_token) = add_user(&server, "carol").await;
+    assert_eq!(
+        set_member(&base, &feature, "carol", "contributor").await,
+        200
+    );
+    // The membership is mirrored into the document for display.
+    let snap = snapshot(&base, &feature).await;
+    assert_eq!(
+        snap["document"]["participants"][&carol_id]["role"],
+        "contributor"
+    );
+
+    let owner = Peer::connect(&server.sync_url(), "owner").await;
+    let o = owner.find(&doc).await;
+    let carol = Peer::connect_as(&server.sync_url(), &carol_token, "carol").await;
+    let c = carol.find(&doc).await;
+
+    // While a member, carol's edits arrive and she receives the owner's.
+    edit(&c, "carol learns", |tx| {
+        feature::add_learning(tx, &learning("carol was here", &carol_id))
+    });
+    eventually("the owner sees carol's learning", async || {
+        read(&o)
+            .learnings
+            .iter()
+            .any(|l| l.text == "carol was here")
+    })
+    .await;
+
+    // Removed while connected.
+    let r = http()
+        .delete(format!("{base}/api/features/{feature}/members/carol"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let snap = snapshot(&base, &feature).await;
+    assert!(snap["document"]["participants"].get(&carol_id).is_none());
+
+    // The owner's next change never reaches her; hers never reach anyone.
+    edit(&o, "after removal", |tx| {
+        feature::set_notes(tx, "carol must not see this")
+    });
+    edit(&c, "carol after removal", |tx| {
+        feature::add_learning(tx, &learning("written after removal", &carol_id))
+    });
+    owner.synced(&o).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_ne!(
+        read(&c).notes,
+        "carol must not see this",
+        "a removed member got a change"
+    );
+    assert!(
+        read(&o)
+            .learnings
+            .iter()
+            .all(|l| l.text != "written after removal"),
+        "a removed member's change was accepted"
+    );
+    let snap = snapshot(&base, &feature).await;
+    assert!(!snap.to_string().contains("written after removal"));
+    // And over HTTP the feature is gone for her.
+    let r = http_as(&carol_token)
+        .get(format!("{base}/api/features/{feature}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // The last owner cannot be removed or demoted; the audit log has it all.
+    assert_eq!(set_member(&base, &feature, "admin", "viewer").await, 422);
+    let r = http()
+        .delete(format!("{base}/api/features/{feature}/members/admin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let audit: Value = http()
+        .get(format!("{base}/api/features/{feature}/audit"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["member_removed", "member_set"], "{audit}");
+    // Nobody can rewrite it, not even with direct SQL.
+    let conn = rusqlite::Connection::open(dir.path().join("canopy.db")).unwrap();
+    assert!(conn.execute("DELETE FROM audit", []).is_err());
+    assert!(conn.execute("UPDATE audit SET detail = 'x'", []).is_err());
+
+    owner.stop().await;
+    carol.stop().await;
+    server.stop().await.unwrap();
+}
