@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use crate::{
+    audit::{AuditAction, AuditLog},
     auth::{AuthError, NewUser, TokenScope, Users},
     config::{TokenCommand, UserCommand},
     db::{Database, DbConfig, DbError},
@@ -34,7 +35,7 @@ pub enum AdminError {
     NoUser(String),
 }
 
-async fn open(data_dir: &Path) -> Result<(Database, Users), AdminError> {
+async fn open(data_dir: &Path) -> Result<(Database, Users, AuditLog), AdminError> {
     let path = data_dir.join("canopy.db");
     if !path.exists() {
         return Err(AdminError::NoDatabase(data_dir.display().to_string()));
@@ -49,7 +50,8 @@ async fn open(data_dir: &Path) -> Result<(Database, Users), AdminError> {
             })?
             .map_err(|source| AdminError::Open { dir, source })?;
     let users = Users::new(db.clone());
-    Ok((db, users))
+    let audit = AuditLog::new(db.clone());
+    Ok((db, users, audit))
 }
 
 async fn user_id(users: &Users, handle: &str) -> Result<String, AdminError> {
@@ -62,13 +64,17 @@ async fn user_id(users: &Users, handle: &str) -> Result<String, AdminError> {
 
 /// Run `canopy user …`; returns what to print.
 pub async fn user(data_dir: &Path, command: UserCommand) -> Result<String, AdminError> {
-    let (db, users) = open(data_dir).await?;
-    let out = user_inner(&users, command).await;
+    let (db, users, audit) = open(data_dir).await?;
+    let out = user_inner(&users, &audit, command).await;
     db.close().await;
     out
 }
 
-async fn user_inner(users: &Users, command: UserCommand) -> Result<String, AdminError> {
+async fn user_inner(
+    users: &Users,
+    audit: &AuditLog,
+    command: UserCommand,
+) -> Result<String, AdminError> {
     Ok(match command {
         UserCommand::Add {
             handle,
@@ -85,6 +91,17 @@ async fn user_inner(users: &Users, command: UserCommand) -> Result<String, Admin
             let (info, token) = users
                 .create_token(&user.user_id, "created with the user", TokenScope::User)
                 .await?;
+            audit
+                .record(
+                    Some(&user.user_id),
+                    None,
+                    AuditAction::UserCreated,
+                    format!(
+                        "user {} created with token {} (CLI)",
+                        user.handle, info.token_id
+                    ),
+                )
+                .await;
             format!(
                 "created user {} ({})\ntoken {} (shown once, keep it secret):\n{token}\n",
                 user.handle, user.user_id, info.token_id
@@ -107,11 +124,27 @@ async fn user_inner(users: &Users, command: UserCommand) -> Result<String, Admin
         UserCommand::Disable { handle } => {
             let id = user_id(users, &handle).await?;
             users.set_disabled(&id, true).await?;
+            audit
+                .record(
+                    Some(&id),
+                    None,
+                    AuditAction::UserDisabled,
+                    format!("{handle} disabled (CLI)"),
+                )
+                .await;
             format!("disabled {handle}: their tokens and tickets no longer work\n")
         }
         UserCommand::Enable { handle } => {
             let id = user_id(users, &handle).await?;
             users.set_disabled(&id, false).await?;
+            audit
+                .record(
+                    Some(&id),
+                    None,
+                    AuditAction::UserDisabled,
+                    format!("{handle} enabled (CLI)"),
+                )
+                .await;
             format!("enabled {handle}\n")
         }
     })
@@ -119,17 +152,29 @@ async fn user_inner(users: &Users, command: UserCommand) -> Result<String, Admin
 
 /// Run `canopy token …`; returns what to print.
 pub async fn token(data_dir: &Path, command: TokenCommand) -> Result<String, AdminError> {
-    let (db, users) = open(data_dir).await?;
-    let out = token_inner(&users, command).await;
+    let (db, users, audit) = open(data_dir).await?;
+    let out = token_inner(&users, &audit, command).await;
     db.close().await;
     out
 }
 
-async fn token_inner(users: &Users, command: TokenCommand) -> Result<String, AdminError> {
+async fn token_inner(
+    users: &Users,
+    audit: &AuditLog,
+    command: TokenCommand,
+) -> Result<String, AdminError> {
     Ok(match command {
         TokenCommand::Create { user, label } => {
             let id = user_id(users, &user).await?;
             let (info, token) = users.create_token(&id, &label, TokenScope::User).await?;
+            audit
+                .record(
+                    Some(&id),
+                    None,
+                    AuditAction::TokenCreated,
+                    format!("token {} for {user} (CLI)", info.token_id),
+                )
+                .await;
             format!(
                 "token {} for {user} (shown once, keep it secret):\n{token}\n",
                 info.token_id
@@ -162,6 +207,14 @@ async fn token_inner(users: &Users, command: TokenCommand) -> Result<String, Adm
         }
         TokenCommand::Revoke { token_id } => {
             if users.revoke_token(&token_id).await? {
+                audit
+                    .record(
+                        None,
+                        None,
+                        AuditAction::TokenRevoked,
+                        format!("token {token_id} revoked (CLI)"),
+                    )
+                    .await;
                 format!("revoked {token_id}\n")
             } else {
                 return Err(AuthError::NotFound(format!(

@@ -199,6 +199,19 @@ pub struct ServerConfig {
     #[arg(long, env = "CANOPY_METRICS_AUTH", default_value_t = false)]
     pub metrics_auth: bool,
 
+    /// API requests per minute allowed per user (bursts up to the same
+    /// number); past it, 429 with `Retry-After`.
+    #[arg(long, env = "CANOPY_API_RATE_PER_MINUTE", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..))]
+    pub api_rate_per_minute: u32,
+
+    /// Unfinished prompts one user may have queued in one session.
+    #[arg(long, env = "CANOPY_MAX_QUEUED_PER_USER", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_queued_per_user: u32,
+
+    /// Largest prompt, in bytes (UTF-8).
+    #[arg(long, env = "CANOPY_MAX_PROMPT_BYTES", default_value_t = 64 << 10, value_parser = clap::value_parser!(u32).range(1..=(1 << 20)))]
+    pub max_prompt_bytes: u32,
+
     /// Timeout for one HTTP API request, in seconds.
     #[arg(long, env = "CANOPY_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_secs: u64,

@@ -29,16 +29,24 @@ pub mod limits {
     pub const TITLE_CHARS: usize = 200;
     /// Descriptions and scopes, in characters.
     pub const DESCRIPTION_CHARS: usize = 20_000;
-    /// One prompt, in characters.
-    pub const PROMPT_CHARS: usize = 64_000;
-    /// Unfinished queue entries per session.
-    pub const QUEUED_PER_SESSION: usize = 100;
+    /// Unfinished queue entries per session, all users together: a
+    /// backstop above the per-user limit.
+    pub const QUEUED_PER_SESSION: usize = 1000;
     /// `depends_on` entries.
     pub const DEPENDENCIES: usize = 32;
     /// Repository URLs and branch names.
     pub const REF_CHARS: usize = 2048;
     /// Page size for listings.
     pub const PAGE_MAX: u32 = 500;
+}
+
+/// Per-user limits on what people queue (configurable; see `canopy serve --help`).
+#[derive(Debug, Clone, Copy)]
+pub struct FeatureLimits {
+    /// Unfinished prompts one user may have in one session.
+    pub queued_per_user: usize,
+    /// Largest prompt, in UTF-8 bytes.
+    pub prompt_bytes: usize,
 }
 
 /// Who is making a request: an authenticated user.
@@ -72,8 +80,13 @@ pub enum FeatureError {
     #[error("{0}")]
     Invalid(String),
     /// Too many unfinished queue entries.
-    #[error("session {0} already has {1} unfinished prompts; wait for some to finish")]
+    #[error(
+        "session {0} already has {1} of your prompts unfinished; wait for some to finish or cancel one"
+    )]
     QueueFull(String, usize),
+    /// Something is larger than its limit.
+    #[error("{0}")]
+    TooLarge(String),
     /// Storage refuses writes.
     #[error("storage is not accepting writes: {0}")]
     Unavailable(String),
@@ -210,6 +223,7 @@ fn check_repo(repo: &RepoRef) -> Result<(), FeatureError> {
 pub struct FeatureService {
     registry: Registry,
     members: Members,
+    limits: FeatureLimits,
     repo: Repo,
     db: Database,
     opened: Opened,
@@ -220,6 +234,7 @@ impl FeatureService {
     pub fn new(
         registry: Registry,
         members: Members,
+        limits: FeatureLimits,
         repo: Repo,
         db: Database,
         opened: Opened,
@@ -227,6 +242,7 @@ impl FeatureService {
         FeatureService {
             registry,
             members,
+            limits,
             repo,
             db,
             opened,
@@ -444,7 +460,14 @@ impl FeatureService {
         input: Enqueue,
         actor: &Actor,
     ) -> Result<QueueEntry, FeatureError> {
-        check_text("text", &input.text, limits::PROMPT_CHARS, true)?;
+        check_text("text", &input.text, usize::MAX, true)?;
+        if input.text.len() > self.limits.prompt_bytes {
+            return Err(FeatureError::TooLarge(format!(
+                "the prompt is {} bytes; the limit is {} bytes",
+                input.text.len(),
+                self.limits.prompt_bytes
+            )));
+        }
         if !ids::is_valid_id(ids::SESSION_PREFIX, &input.session_id) {
             return Err(FeatureError::SessionNotFound(input.session_id));
         }
@@ -459,17 +482,20 @@ impl FeatureService {
             created_at: unix_ms_now(),
         };
         let entry_id = entry.id.clone();
+        let per_user = self.limits.queued_per_user;
         let queued = handle
             .with_document_async(move |doc| {
                 if feature::read_session(doc, &entry.session_id).is_none() {
                     return Err(FeatureError::SessionNotFound(entry.session_id.clone()));
                 }
-                let unfinished = feature::unfinished_queue_entries(doc, &entry.session_id);
-                if unfinished >= limits::QUEUED_PER_SESSION {
-                    return Err(FeatureError::QueueFull(
-                        entry.session_id.clone(),
-                        unfinished,
-                    ));
+                let mine =
+                    feature::unfinished_queue_entries_by(doc, &entry.session_id, &entry.author);
+                if mine >= per_user {
+                    return Err(FeatureError::QueueFull(entry.session_id.clone(), mine));
+                }
+                let all = feature::unfinished_queue_entries(doc, &entry.session_id);
+                if all >= limits::QUEUED_PER_SESSION {
+                    return Err(FeatureError::QueueFull(entry.session_id.clone(), all));
                 }
                 doc.transact_with(
                     |_| ChangeMeta::now(format!("queue prompt {}", entry.id)).commit_options(),

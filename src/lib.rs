@@ -25,6 +25,7 @@ pub mod db;
 pub mod features;
 pub mod http;
 pub mod metrics;
+pub mod ratelimit;
 pub mod registry;
 pub mod server;
 pub mod state;

@@ -116,6 +116,10 @@ pub struct Metrics {
     pub storage_queue_depth: Gauge,
     /// 1 when storage accepts writes, 0 when it has failed and the server is read-only.
     pub storage_writable: Gauge,
+    /// Refused credentials (API tokens and sync tickets), by kind.
+    pub auth_failures: Family<ReasonLabels, Counter>,
+    /// Per-user limits hit, by limit.
+    pub limit_hits: Family<ReasonLabels, Counter>,
     /// HTTP requests.
     pub http_requests: Family<HttpLabels, Counter>,
     /// HTTP latency by route.
@@ -141,6 +145,8 @@ impl Metrics {
             storage_bytes_written: Counter::default(),
             storage_queue_depth: Gauge::default(),
             storage_writable: Gauge::default(),
+            auth_failures: Family::default(),
+            limit_hits: Family::default(),
             http_requests: Family::default(),
             http_seconds: Family::new_with_constructor(latency_histogram),
             registry: Registry::default(),
@@ -159,6 +165,16 @@ impl Metrics {
             "ws_rejections",
             "Connections closed or messages refused by the sync gateway, by reason",
             m.ws_rejections.clone(),
+        );
+        registry.register(
+            "auth_failures",
+            "Refused API tokens and sync tickets, by kind",
+            m.auth_failures.clone(),
+        );
+        registry.register(
+            "limit_hits",
+            "Per-user limits hit (API rate, queued prompts, prompt size), by limit",
+            m.limit_hits.clone(),
         );
         registry.register(
             "sync_messages",
@@ -247,7 +263,21 @@ impl Metrics {
             .inc_by(bytes as u64);
     }
 
-    /// Count a refusal.
+    /// Count a refused credential.
+    pub fn auth_failure(&self, reason: &'static str) {
+        self.auth_failures
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// Count a limit hit.
+    pub fn limit_hit(&self, reason: &'static str) {
+        self.limit_hits
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// Count a refusal by the sync gateway.
     pub fn reject(&self, reason: &'static str) {
         self.ws_rejections
             .get_or_create(&ReasonLabels { reason })

@@ -11,7 +11,7 @@ use crate::{
     auth::{AuthError, Members, ServerKey, Tickets, User, Users},
     config::ServerConfig,
     db::{Database, DbError},
-    features::FeatureService,
+    features::{FeatureLimits, FeatureService},
     http,
     metrics::Metrics,
     registry::{Registry, RegistryError},
@@ -168,6 +168,7 @@ pub async fn start(
         config.sync_limits(),
         config.doc_threads,
         opened.clone(),
+        audit.clone(),
         shutdown.clone(),
     )
     .await?;
@@ -182,6 +183,10 @@ pub async fn start(
     let features = FeatureService::new(
         registry.clone(),
         members,
+        FeatureLimits {
+            queued_per_user: config.max_queued_per_user as usize,
+            prompt_bytes: config.max_prompt_bytes as usize,
+        },
         hub.repo().clone(),
         db.clone(),
         opened,
@@ -198,6 +203,9 @@ pub async fn start(
             users,
             tickets,
             audit,
+            api_limit: std::sync::Arc::new(crate::ratelimit::KeyedLimiter::per_minute(
+                config.api_rate_per_minute,
+            )),
         },
         metrics,
         shutdown.clone(),

@@ -24,6 +24,8 @@ pub struct Identity {
     pub tickets: Tickets,
     /// The audit log.
     pub audit: AuditLog,
+    /// API requests per user.
+    pub api_limit: Arc<crate::ratelimit::KeyedLimiter>,
 }
 
 /// Application state. Cheap to clone.
@@ -129,6 +131,11 @@ impl AppState {
     /// The audit log.
     pub fn audit(&self) -> &AuditLog {
         &self.inner.identity.audit
+    }
+
+    /// The per-user API rate limiter.
+    pub fn api_limit(&self) -> &crate::ratelimit::KeyedLimiter {
+        &self.inner.identity.api_limit
     }
 
     /// Metrics.

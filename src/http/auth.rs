@@ -63,10 +63,28 @@ pub(super) async fn require_token(
     };
     match principal {
         Ok(p) => {
+            if let Err(wait) = state.api_limit().check(&p.user_id) {
+                state.metrics().limit_hit("api_rate");
+                let secs = wait.as_secs().max(1);
+                let mut response = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!(
+                        "more than {} API requests per minute; retry in {secs} s",
+                        state.config().api_rate_per_minute
+                    ),
+                )
+                .into_response();
+                if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                    response.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                return response;
+            }
             req.extensions_mut().insert(p);
             next.run(req).await
         }
         Err(e) => {
+            state.metrics().auth_failure("api_token");
             let mut response = ApiError::from(e).into_response();
             if response.status() == StatusCode::UNAUTHORIZED {
                 response.headers_mut().insert(

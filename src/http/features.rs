@@ -36,6 +36,9 @@ impl From<FeatureError> for ApiError {
             FeatureError::QueueFull(..) => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "queue_full", e.to_string())
             }
+            FeatureError::TooLarge(_) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+            }
             FeatureError::Unavailable(_) => ApiError::unavailable(e.to_string()),
             FeatureError::Stopped => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -237,5 +240,14 @@ pub(super) async fn enqueue(
             &Actor::from(&who),
         )
         .await?;
+    state
+        .audit()
+        .record(
+            Some(&who.user_id),
+            Some(&feature_id),
+            crate::audit::AuditAction::PromptQueued,
+            format!("prompt {} for session {} (API)", entry.id, entry.session_id),
+        )
+        .await;
     Ok((StatusCode::CREATED, Json(entry)).into_response())
 }

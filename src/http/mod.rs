@@ -162,6 +162,7 @@ async fn sync_upgrade(
         Ok(c) => c,
         Err(e) => {
             state.metrics().reject("invalid_ticket");
+            state.metrics().auth_failure("sync_ticket");
             return ApiError::from(e).into_response();
         }
     };

@@ -17,6 +17,7 @@
 //!   [`DurableIndex`](crate::storage::DurableIndex)).
 
 use std::{
+    collections::HashMap,
     convert::Infallible,
     sync::{
         Arc,
@@ -27,7 +28,7 @@ use std::{
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use canopy_protocol::{
-    ephemeral,
+    ephemeral::{self, Ephemeral, Refused},
     wire::{self, Envelope, MessageType, WireDocumentId, WireError},
 };
 use futures::{SinkExt, StreamExt, channel::mpsc as fmpsc};
@@ -38,8 +39,10 @@ use tracing::Instrument;
 
 use super::policy::{Access, AccessPolicy};
 use crate::{
+    audit::AuditAction,
     db::StorageHealth,
     metrics::{Direction, Metrics},
+    ratelimit::TokenBucket,
     storage::{Durability, DurableIndex},
 };
 
@@ -104,8 +107,13 @@ pub(crate) struct GatewayContext {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) limits: SyncLimits,
     pub(crate) server_peer_id: String,
+    pub(crate) audit: crate::audit::AuditLog,
     pub(crate) shutdown: CancellationToken,
 }
+
+/// Least time between two `refused` notices to one connection for one
+/// document: a viewer typing away gets told, not flooded.
+const REFUSAL_NOTICE_INTERVAL: Duration = Duration::from_secs(10);
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
@@ -147,6 +155,14 @@ pub(crate) async fn serve(
         ctx.metrics.ws_connections.inc();
         ctx.metrics.ws_connections_total.inc();
         tracing::debug!("connection opened");
+        ctx.audit
+            .record(
+                Some(&auth.principal),
+                None,
+                AuditAction::ConnectionOpened,
+                format!("peer {} from {remote}", auth.peer_id),
+            )
+            .await;
 
         let (ws_tx, mut ws_rx) = socket.split();
         let (to_samod, samod_in) = fmpsc::channel::<Vec<u8>>(32);
@@ -181,9 +197,15 @@ pub(crate) async fn serve(
         } else {
             let mut reader = Reader {
                 ctx: &ctx,
+                principal: auth.principal.clone(),
+                notices: HashMap::new(),
+                notice_count: 0,
                 expected_peer: auth.peer_id.clone(),
                 peer: None,
-                bucket: TokenBucket::new(ctx.limits.rate_per_sec, ctx.limits.burst),
+                bucket: TokenBucket::new(
+                    f64::from(ctx.limits.rate_per_sec),
+                    f64::from(ctx.limits.burst),
+                ),
                 ctl: ctl_tx,
                 to_samod,
                 last_seen,
@@ -207,6 +229,18 @@ pub(crate) async fn serve(
             seconds = started.elapsed().as_secs_f64(),
             "connection closed"
         );
+        ctx.audit
+            .record(
+                Some(&auth.principal),
+                None,
+                AuditAction::ConnectionClosed,
+                format!(
+                    "peer {} after {:.1} s",
+                    auth.peer_id,
+                    started.elapsed().as_secs_f64()
+                ),
+            )
+            .await;
     }
     .instrument(span)
     .await
@@ -214,6 +248,11 @@ pub(crate) async fn serve(
 
 struct Reader<'a> {
     ctx: &'a GatewayContext,
+    principal: String,
+    /// When this connection was last told, per document, that its changes
+    /// were refused.
+    notices: HashMap<DocumentId, Instant>,
+    notice_count: u64,
     expected_peer: String,
     peer: Option<PeerId>,
     bucket: TokenBucket,
@@ -226,6 +265,9 @@ struct Reader<'a> {
 /// What to do with one inbound message.
 enum Verdict {
     Forward,
+    /// Forward (the peer still needs the server's changes), and tell the
+    /// peer its own changes were not accepted.
+    ForwardRefused(DocumentId),
     Reply(Vec<u8>),
     Drop(&'static str),
     Reject {
@@ -300,7 +342,7 @@ impl Reader<'_> {
                 Message::Close(_) => return false,
                 Message::Ping(_) | Message::Pong(_) => continue,
             };
-            if !self.bucket.take() {
+            if self.bucket.take().is_err() {
                 self.reject(
                     close_code::POLICY_VIOLATION,
                     "rate_limited",
@@ -342,6 +384,17 @@ impl Reader<'_> {
                         return false;
                     }
                 }
+                Verdict::ForwardRefused(doc) => {
+                    if self.to_samod.send(bytes.to_vec()).await.is_err() {
+                        return false;
+                    }
+                    self.ctx.metrics.reject("read_only_changes");
+                    if let Some(frame) = self.refusal_notice(&doc).await
+                        && self.ctl.send(Control::Send(frame)).await.is_err()
+                    {
+                        return false;
+                    }
+                }
                 Verdict::Drop(metric) => self.ctx.metrics.reject(metric),
                 Verdict::Reject {
                     code,
@@ -353,6 +406,45 @@ impl Reader<'_> {
                 }
             }
         }
+    }
+
+    /// A `refused` ephemeral message for `doc`, unless this connection was
+    /// told recently; audited when sent.
+    async fn refusal_notice(&mut self, doc: &DocumentId) -> Option<Vec<u8>> {
+        let now = Instant::now();
+        if self
+            .notices
+            .get(doc)
+            .is_some_and(|at| now.duration_since(*at) < REFUSAL_NOTICE_INTERVAL)
+        {
+            return None;
+        }
+        self.notices.insert(doc.clone(), now);
+        let peer = self.peer.as_ref()?.to_string();
+        let message = Ephemeral::Refused(Refused {
+            reason: "read_only".into(),
+            message: "this document is read-only for you (a viewer, or the server cannot store changes right now); your changes were not saved".into(),
+        })
+        .encode()
+        .ok()?;
+        self.notice_count += 1;
+        self.ctx
+            .audit
+            .record(
+                Some(&self.principal),
+                self.ctx.policy.feature_of(doc).as_deref(),
+                AuditAction::ChangeRejected,
+                format!("read-only: changes from peer {peer} on document {doc} not accepted"),
+            )
+            .await;
+        Some(wire::encode_ephemeral(
+            &self.ctx.server_peer_id,
+            &peer,
+            &doc.to_string(),
+            &self.ctx.server_peer_id,
+            self.notice_count,
+            &message,
+        ))
     }
 
     async fn reject(&self, code: u16, metric: &'static str, reason: String) {
@@ -437,7 +529,18 @@ impl Reader<'_> {
                             &doc.to_string(),
                         ))
                     }
-                    Access::ReadOnly | Access::ReadWrite => Verdict::Forward,
+                    Access::ReadWrite => Verdict::Forward,
+                    Access::ReadOnly => {
+                        // samod ignores a read-only peer's changes; say so.
+                        let carries_changes = env.kind == MessageType::Sync
+                            && automerge::sync::Message::decode(env.data.unwrap_or_default())
+                                .is_ok_and(|m| !m.changes.is_empty());
+                        if carries_changes {
+                            Verdict::ForwardRefused(doc)
+                        } else {
+                            Verdict::Forward
+                        }
+                    }
                 }
             }
             MessageType::Ephemeral | MessageType::DocUnavailable => {
@@ -627,49 +730,9 @@ async fn wait_until_durable(ctx: &GatewayContext, env: &Envelope<'_>) -> bool {
     true
 }
 
-/// Token bucket for the per-connection message rate.
-#[derive(Debug)]
-struct TokenBucket {
-    tokens: f64,
-    capacity: f64,
-    per_sec: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    fn new(per_sec: u32, burst: u32) -> Self {
-        TokenBucket {
-            tokens: f64::from(burst),
-            capacity: f64::from(burst),
-            per_sec: f64::from(per_sec),
-            last: Instant::now(),
-        }
-    }
-
-    fn take(&mut self) -> bool {
-        let now = Instant::now();
-        let elapsed = now.duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.per_sec).min(self.capacity);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bucket_allows_burst_then_refuses() {
-        let mut b = TokenBucket::new(1, 5);
-        assert_eq!((0..5).filter(|_| b.take()).count(), 5);
-        assert!(!b.take());
-    }
 
     #[test]
     fn close_reasons_fit_a_control_frame() {

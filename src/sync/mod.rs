@@ -67,6 +67,7 @@ impl SyncHub {
         limits: SyncLimits,
         doc_threads: usize,
         opened: Opened,
+        audit: crate::audit::AuditLog,
         shutdown: CancellationToken,
     ) -> Result<SyncHub, HubError> {
         let peer_id = format!("canopy-server-{:08x}", rand::random::<u32>());
@@ -107,6 +108,7 @@ impl SyncHub {
                 metrics,
                 limits,
                 server_peer_id: peer_id,
+                audit,
                 shutdown,
             }),
             connections: TaskTracker::new(),

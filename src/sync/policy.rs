@@ -82,6 +82,11 @@ impl AccessPolicy {
         Access::ReadWrite
     }
 
+    /// The feature a shared document belongs to.
+    pub fn feature_of(&self, doc: &DocumentId) -> Option<String> {
+        self.registry.lookup(doc).map(|d| d.feature_id)
+    }
+
     /// The current decision, then a new one whenever an input changes.
     fn decisions(&self, doc: DocumentId, peer: PeerId) -> impl Stream<Item = Access> + use<> {
         let policy = self.clone();

@@ -17,7 +17,7 @@
 /** Largest encoded message peers accept (and Canopy produces): 64 KiB. */
 export const MAX_EPHEMERAL_BYTES = 64 * 1024;
 
-export type EphemeralMessage = Presence | Typing | Heartbeat | AgentOutput;
+export type EphemeralMessage = Presence | Typing | Heartbeat | AgentOutput | Refused;
 
 export const PRESENCE_STATUSES = ["active", "idle", "away"] as const;
 export type PresenceStatus = (typeof PRESENCE_STATUSES)[number];
@@ -73,4 +73,16 @@ export interface AgentOutput {
   kind: OutputKind;
   text: string;
   seq: number;
+}
+
+/**
+ * Sent by the server to the one peer whose changes it did not accept (for
+ * example a viewer's edits). The changes stay in that peer's replica and
+ * reach nobody else; show the user that they were not saved.
+ */
+export interface Refused {
+  type: "refused";
+  /** `read_only`: the peer may read the document but not change it. */
+  reason: string;
+  message: string;
 }

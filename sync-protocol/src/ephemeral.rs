@@ -30,7 +30,7 @@ use crate::string_enum::string_enum;
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// The `type`s this build knows.
-pub const KNOWN_TYPES: [&str; 4] = ["presence", "typing", "heartbeat", "agent_output"];
+pub const KNOWN_TYPES: [&str; 5] = ["presence", "typing", "heartbeat", "agent_output", "refused"];
 
 /// One ephemeral message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +46,8 @@ pub enum Ephemeral {
     /// Streamed agent output, before the settled text lands in the
     /// transcript document.
     AgentOutput(AgentOutput),
+    /// From the server to one peer: changes it sent were not accepted.
+    Refused(Refused),
     /// A message from a newer peer; only its `type` is kept. It cannot be
     /// encoded.
     #[serde(skip)]
@@ -123,6 +125,17 @@ pub struct AgentOutput {
     pub seq: u64,
 }
 
+/// `refused`: sent by the server, to the peer whose changes it did not
+/// accept. The changes stay in the peer's replica; nobody else receives them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refused {
+    /// Why, for programs: `read_only` (the peer's role is viewer, or
+    /// storage is refusing writes).
+    pub reason: String,
+    /// Why, for people.
+    pub message: String,
+}
+
 string_enum! {
     /// A user's activity.
     pub enum PresenceStatus {
@@ -157,6 +170,7 @@ impl Ephemeral {
             Self::Typing(_) => "typing",
             Self::Heartbeat(_) => "heartbeat",
             Self::AgentOutput(_) => "agent_output",
+            Self::Refused(_) => "refused",
             Self::Unknown { kind } => kind,
         }
     }

@@ -4,7 +4,7 @@
 use canopy_protocol::EphemeralError;
 use canopy_protocol::ephemeral::{
     AgentOutput, Cursor, Ephemeral, Heartbeat, MAX_MESSAGE_BYTES, OutputKind, Presence,
-    PresenceStatus, Typing,
+    PresenceStatus, Refused, Typing,
 };
 use ciborium::Value as Cbor;
 
@@ -62,6 +62,10 @@ fn samples() -> Vec<Ephemeral> {
             kind: OutputKind::Reasoning,
             text: "Thinking about 🚀".into(),
             seq: 7,
+        }),
+        Ephemeral::Refused(Refused {
+            reason: "read_only".into(),
+            message: "viewers cannot change this feature".into(),
         }),
     ]
 }

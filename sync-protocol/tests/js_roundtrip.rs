@@ -242,6 +242,10 @@ fn sample_messages() -> Vec<Ephemeral> {
             text: "Done 🎉".into(),
             seq: 3,
         }),
+        Ephemeral::Refused(Refused {
+            reason: "read_only".into(),
+            message: "viewers cannot change this feature".into(),
+        }),
     ]
 }
 

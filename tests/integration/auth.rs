@@ -364,6 +364,68 @@ async fn a_non_member_cannot_tell_a_feature_from_a_random_id() {
     server.stop().await.unwrap();
 }
 
+/// Join as `token`'s user on a raw socket, push a sync message that carries
+/// a change for `doc`, and return the `refused` notice the server sends back.
+async fn pushed_change_is_refused(
+    base: &str,
+    token: &str,
+    doc: &samod::DocumentId,
+) -> canopy_protocol::ephemeral::Refused {
+    use automerge::transaction::Transactable;
+    use canopy_protocol::ephemeral::Ephemeral;
+    let (peer, url) = ticket(base, token, "pusher").await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let server_peer = match join_as(&mut ws, &peer).await {
+        Some(Message::Binary(b)) => wire::decode_envelope(&b)
+            .unwrap()
+            .sender_id
+            .unwrap()
+            .to_owned(),
+        other => panic!("expected a peer message, got {other:?}"),
+    };
+    let mut local = automerge::Automerge::new();
+    let mut tx = local.transaction();
+    tx.put(automerge::ROOT, "notes", "pushed by a viewer")
+        .unwrap();
+    tx.commit();
+    let change = local.get_changes(&[])[0].raw_bytes().to_vec();
+    let message = automerge::sync::Message {
+        heads: local.get_heads(),
+        need: vec![],
+        have: vec![],
+        changes: vec![change].into(),
+        flags: None,
+        version: automerge::sync::MessageVersion::V1,
+    }
+    .encode();
+    ws.send(Message::Binary(
+        wire::encode_sync(
+            MessageType::Sync,
+            &peer,
+            &server_peer,
+            &doc.to_string(),
+            &message,
+        )
+        .into(),
+    ))
+    .await
+    .unwrap();
+    within("a refused notice", async {
+        loop {
+            let Some(Ok(Message::Binary(b))) = ws.next().await else {
+                panic!("the connection ended without a notice");
+            };
+            let env = wire::decode_envelope(&b).unwrap();
+            if env.kind == MessageType::Ephemeral
+                && let Ok(Ephemeral::Refused(r)) = Ephemeral::decode(env.data.unwrap_or_default())
+            {
+                return r;
+            }
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewers_edits_are_never_stored_or_forwarded() {
     let dir = tempfile::tempdir().unwrap();
@@ -387,10 +449,21 @@ async fn a_viewers_edits_are_never_stored_or_forwarded() {
     })
     .await;
 
-    // …but its own changes go nowhere.
+    // …but its own changes go nowhere. A current automerge peer learns from
+    // the server's sync messages that the server is read-only for it (and
+    // then does not even send its changes)…
     edit(&v, "viewer learning", |tx| {
         feature::add_learning(tx, &learning("planted by a viewer", "viv"))
     });
+    eventually(
+        "the viewer's replica knows the server ignores its changes",
+        async || v.peers().0.values().any(|p| p.peer_read_only),
+    )
+    .await;
+    // …and a client that pushes changes anyway is told they were refused.
+    let pushed = pushed_change_is_refused(&base, &viv_token, &doc).await;
+    assert_eq!(pushed.reason, "read_only");
+    assert!(pushed.message.contains("not saved"), "{}", pushed.message);
     // Over HTTP too: a viewer cannot add sessions or prompts.
     let r = http_as(&viv_token)
         .post(format!("{base}/api/features/{feature}/sessions"))
@@ -416,8 +489,26 @@ async fn a_viewers_edits_are_never_stored_or_forwarded() {
     );
     let snap = snapshot(&base, &feature).await;
     assert!(
-        !snap.to_string().contains("planted by a viewer"),
+        !snap.to_string().contains("planted by a viewer")
+            && !snap.to_string().contains("pushed by a viewer"),
         "the server applied a viewer's change"
+    );
+    // The refusal is in the feature's audit log.
+    let audit: Value = http()
+        .get(format!("{base}/api/features/{feature}/audit"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "change_rejected"),
+        "{audit}"
     );
     // Nor is it in storage after a restart.
     owner.stop().await;
@@ -536,5 +627,177 @@ async fn a_removed_contributor_stops_receiving_and_cannot_write() {
 
     owner.stop().await;
     carol.stop().await;
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_give_clear_errors_and_do_not_slow_other_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_for(dir.path());
+    config.api_rate_per_minute = 40;
+    config.sync_rate_limit = 50;
+    config.sync_rate_burst = 100;
+    let server = start_with(config).await;
+    let base = server.url().to_owned();
+    let (feature, doc) = create_feature(&base, "busy").await;
+    let session = create_session(&base, &feature, "s").await;
+    let (_, carol_token) = add_user(&server, "carol").await;
+    let (_, dave_token) = add_user(&server, "dave").await;
+    assert_eq!(
+        set_member(&base, &feature, "carol", "contributor").await,
+        200
+    );
+    assert_eq!(
+        set_member(&base, &feature, "dave", "contributor").await,
+        200
+    );
+    let carol = http_as(&carol_token);
+    let dave = http_as(&dave_token);
+    let queue = |client: &reqwest::Client, text: String| {
+        client
+            .post(format!("{base}/api/features/{feature}/queue"))
+            .json(&json!({"session_id": session, "text": text}))
+            .send()
+    };
+
+    // The 11th unfinished prompt of one user is refused; another user's is not.
+    for i in 0..10 {
+        assert_eq!(
+            queue(&carol, format!("prompt {i}")).await.unwrap().status(),
+            201
+        );
+    }
+    let r = queue(&carol, "one too many".into()).await.unwrap();
+    assert_eq!(r.status(), 429);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "queue_full");
+    assert_eq!(
+        queue(&dave, "dave's first".into()).await.unwrap().status(),
+        201
+    );
+
+    // A prompt over 64 KB, and a 1 MB one (over the request size limit).
+    let r = queue(&dave, "x".repeat(70 * 1024)).await.unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "too_large"
+    );
+    let r = queue(&dave, "x".repeat(1 << 20)).await.unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "payload_too_large"
+    );
+
+    // Carol floods the API until she is limited; dave is not affected.
+    let mut limited = None;
+    for _ in 0..60 {
+        let r = carol.get(format!("{base}/api/me")).send().await.unwrap();
+        if r.status() == 429 {
+            limited = Some(r);
+            break;
+        }
+    }
+    let r = limited.expect("the API rate limit never applied");
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1, "retry-after {retry}");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "rate_limited"
+    );
+    let r = dave
+        .get(format!("{base}/api/features/{feature}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "another user was limited by carol's flood");
+
+    // A flood of sync messages on a raw socket, while dave's edits keep
+    // reaching the owner.
+    let owner = Peer::connect(&server.sync_url(), "owner").await;
+    let o = owner.find(&doc).await;
+    let dave_peer = Peer::connect_as(&server.sync_url(), &dave_token, "dave").await;
+    let d = dave_peer.find(&doc).await;
+    // Erin floods (carol has used up her API minute above).
+    let (_, erin_token) = add_user(&server, "erin").await;
+    assert_eq!(
+        set_member(&base, &feature, "erin", "contributor").await,
+        200
+    );
+    let (peer, url) = ticket(&base, &erin_token, "flood").await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let server_peer = match join_as(&mut ws, &peer).await {
+        Some(Message::Binary(b)) => wire::decode_envelope(&b)
+            .unwrap()
+            .sender_id
+            .unwrap()
+            .to_owned(),
+        other => panic!("expected a peer message, got {other:?}"),
+    };
+    let empty_sync = {
+        use automerge::sync::SyncDoc;
+        automerge::Automerge::new()
+            .generate_sync_message(&mut automerge::sync::State::new())
+            .unwrap()
+            .encode()
+    };
+    let frame = wire::encode_sync(
+        MessageType::Request,
+        &peer,
+        &server_peer,
+        &doc.to_string(),
+        &empty_sync,
+    );
+    let flood = tokio::spawn(async move {
+        for _ in 0..2_000 {
+            if ws
+                .send(Message::Binary(frame.clone().into()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        within("the flood is cut off", async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Close(Some(f)))) => return u16::from(f.code),
+                    Some(Ok(_)) => continue,
+                    other => panic!("expected a close frame, got {other:?}"),
+                }
+            }
+        })
+        .await
+    });
+    for i in 0..5 {
+        edit(&d, "dave learns", |tx| {
+            feature::add_learning(tx, &learning(&format!("dave {i}"), "dave"))
+        });
+    }
+    eventually(
+        "dave's edits reach the owner during the flood",
+        async || {
+            (0..5).all(|i| {
+                read(&o)
+                    .learnings
+                    .iter()
+                    .any(|l| l.text == format!("dave {i}"))
+            })
+        },
+    )
+    .await;
+    assert_eq!(flood.await.unwrap(), close_code::POLICY_VIOLATION);
+    let text = metrics(&base).await;
+    assert!(
+        text.contains("canopy_limit_hits_total{reason=\"api_rate\"}"),
+        "{text}"
+    );
+    owner.stop().await;
+    dave_peer.stop().await;
     server.stop().await.unwrap();
 }

@@ -47,7 +47,7 @@ pub(crate) mod write;
 
 pub use read::{
     decisions_len, find_queue_entry, learnings_len, next_queued, queue_len, read, read_at,
-    read_session, read_summary, session_ids, unfinished_queue_entries,
+    read_session, read_summary, session_ids, unfinished_queue_entries, unfinished_queue_entries_by,
 };
 pub use types::{
     Decision, FeatureDoc, FeatureStatus, Importance, KeyFile, Learning, NewDecision, NewFeature,

@@ -280,6 +280,24 @@ pub fn unfinished_queue_entries<D: ReadDoc + ?Sized>(doc: &D, session_id: &str) 
         .count()
 }
 
+/// Unfinished entries of `session_id` written by `author`: what a per-user
+/// queue limit counts.
+pub fn unfinished_queue_entries_by<D: ReadDoc + ?Sized>(
+    doc: &D,
+    session_id: &str,
+    author: &str,
+) -> usize {
+    let v = DocView::new(doc, None);
+    v.maps_in(&ROOT, "queue")
+        .iter()
+        .filter(|q| {
+            v.str(q, "session_id").as_deref() == Some(session_id)
+                && v.str(q, "author").as_deref() == Some(author)
+                && !queue_status(v, q).is_terminal()
+        })
+        .count()
+}
+
 /// The first `queued` entry of `session_id` in queue order: the next prompt
 /// to dispatch.
 pub fn next_queued<D: ReadDoc + ?Sized>(doc: &D, session_id: &str) -> Option<QueueEntry> {
