@@ -180,6 +180,7 @@ pub async fn start(
         shutdown.clone(),
         &background,
     );
+    background.spawn(refresh_disabled_users(members.clone(), shutdown.clone()));
     let features = FeatureService::new(
         registry.clone(),
         members,
@@ -242,6 +243,24 @@ pub async fn start(
         first_user,
         task,
     })
+}
+
+/// How often the server re-reads which users are disabled (the CLI that
+/// disables them is another process).
+const DISABLED_USERS_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn refresh_disabled_users(members: Members, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(DISABLED_USERS_REFRESH) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        match members.refresh_disabled().await {
+            Ok(true) => tracing::info!("disabled users changed; share decisions re-made"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot refresh disabled users"),
+        }
+    }
 }
 
 /// Run until `shutdown` fires.

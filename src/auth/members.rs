@@ -4,7 +4,7 @@
 //! ask again.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, RwLock},
 };
 
@@ -77,6 +77,9 @@ type Acl = HashMap<String, HashMap<String, Role>>;
 pub struct Members {
     db: Database,
     acl: Arc<RwLock<Acl>>,
+    /// Disabled users have no role anywhere. Users are disabled from the
+    /// CLI (another process), so the set is refreshed from the database.
+    disabled: Arc<RwLock<HashSet<String>>>,
     version: Arc<watch::Sender<u64>>,
 }
 
@@ -105,15 +108,53 @@ impl Members {
                 acl.entry(feature).or_default().insert(user, role);
             }
         }
-        Ok(Members {
+        let members = Members {
             db,
             acl: Arc::new(RwLock::new(acl)),
+            disabled: Arc::default(),
             version: Arc::new(watch::channel(0).0),
-        })
+        };
+        members.refresh_disabled().await?;
+        Ok(members)
     }
 
-    /// `user_id`'s role in `feature_id`, if any.
+    /// Re-read which users are disabled; if that changed, every live share
+    /// decision is re-made (a disabled user's connections stop receiving
+    /// and their changes stop being accepted). Returns whether it changed.
+    pub async fn refresh_disabled(&self) -> Result<bool, AuthError> {
+        let now: HashSet<String> = self
+            .db
+            .read(|conn| {
+                let mut stmt =
+                    conn.prepare_cached("SELECT user_id FROM users WHERE disabled = 1")?;
+                let rows = stmt
+                    .query_map([], |r| r.get::<_, String>(0))?
+                    .collect::<rusqlite::Result<HashSet<_>>>()?;
+                Ok(rows)
+            })
+            .await?;
+        let changed = {
+            let mut disabled = self.disabled.write().unwrap_or_else(|p| p.into_inner());
+            let changed = *disabled != now;
+            *disabled = now;
+            changed
+        };
+        if changed {
+            self.version.send_modify(|v| *v += 1);
+        }
+        Ok(changed)
+    }
+
+    /// `user_id`'s role in `feature_id`, if any (none for a disabled user).
     pub fn role(&self, feature_id: &str, user_id: &str) -> Option<Role> {
+        if self
+            .disabled
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(user_id)
+        {
+            return None;
+        }
         self.acl
             .read()
             .unwrap_or_else(|p| p.into_inner())

@@ -24,6 +24,71 @@ pub struct SqliteStorage {
     db: Database,
     durable: Arc<DurableIndex>,
     metrics: Arc<Metrics>,
+    guard: Arc<DeleteGuard>,
+}
+
+/// Keeps samod's compaction from deleting what it cannot replace.
+///
+/// samod compacts by putting a snapshot and deleting the chunks it
+/// supersedes; our `put` cannot report failure to samod, so after a failed
+/// snapshot put samod would still delete the old chunks, and the document
+/// would be gone. So: a delete waits until no put for the same document is
+/// in flight, and is skipped if any put for that document has failed since
+/// the server started (the superseded chunks stay; the next compaction after
+/// a restart removes them).
+#[derive(Debug, Default)]
+struct DeleteGuard {
+    state: std::sync::Mutex<GuardState>,
+    settled: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct GuardState {
+    in_flight: HashMap<String, usize>,
+    failed: std::collections::HashSet<String>,
+}
+
+/// The document part of a storage key (`<document id>/…`).
+fn document_of(key: &StorageKey) -> String {
+    let k = key.to_string();
+    k.split('/').next().unwrap_or_default().to_owned()
+}
+
+impl DeleteGuard {
+    fn put_started(&self, doc: &str) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        *s.in_flight.entry(doc.to_owned()).or_default() += 1;
+    }
+
+    fn put_finished(&self, doc: &str, stored: bool) {
+        {
+            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = s.in_flight.get_mut(doc) {
+                *n -= 1;
+                if *n == 0 {
+                    s.in_flight.remove(doc);
+                }
+            }
+            if !stored {
+                s.failed.insert(doc.to_owned());
+            }
+        }
+        self.settled.notify_waiters();
+    }
+
+    /// Wait for `doc`'s puts to settle; whether deleting its chunks is safe.
+    async fn may_delete(&self, doc: &str) -> bool {
+        loop {
+            let settled = self.settled.notified();
+            {
+                let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                if !s.in_flight.contains_key(doc) {
+                    return !s.failed.contains(doc);
+                }
+            }
+            settled.await;
+        }
+    }
 }
 
 /// Attempts for a read before giving up on it.
@@ -47,6 +112,7 @@ impl SqliteStorage {
             db,
             durable: Arc::new(DurableIndex::default()),
             metrics,
+            guard: Arc::default(),
         }
     }
 
@@ -136,6 +202,8 @@ impl Storage for SqliteStorage {
         let this = self.clone();
         async move {
             let started = Instant::now();
+            let doc = document_of(&key);
+            this.guard.put_started(&doc);
             this.durable.put_started(&key);
             let k = key.to_string();
             let data = Arc::new(data);
@@ -164,6 +232,7 @@ impl Storage for SqliteStorage {
                 }
             };
             this.durable.put_finished(&key, &data, committed);
+            this.guard.put_finished(&doc, committed);
             this.metrics
                 .storage_op("put", started.elapsed().as_secs_f64());
         }
@@ -173,6 +242,11 @@ impl Storage for SqliteStorage {
         let this = self.clone();
         async move {
             let started = Instant::now();
+            if !this.guard.may_delete(&document_of(&key)).await {
+                this.metrics.storage_error("delete_skipped");
+                tracing::warn!(%key, "not deleting: a put for this document failed, so this chunk may hold the only copy");
+                return;
+            }
             let k = key.to_string();
             let result = this
                 .db
@@ -198,6 +272,25 @@ impl Storage for SqliteStorage {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_failed_put_keeps_its_documents_chunks_from_deletion() {
+        let guard = DeleteGuard::default();
+        assert!(guard.may_delete("doc-a").await);
+        guard.put_started("doc-a");
+        // A delete waits for the put in flight…
+        let waiting = guard.may_delete("doc-a");
+        tokio::pin!(waiting);
+        assert!(futures::poll!(&mut waiting).is_pending());
+        // …and, the put having failed, refuses.
+        guard.put_finished("doc-a", false);
+        assert!(!waiting.await);
+        assert!(!guard.may_delete("doc-a").await);
+        // Other documents are not affected.
+        guard.put_started("doc-b");
+        guard.put_finished("doc-b", true);
+        assert!(guard.may_delete("doc-b").await);
+    }
     use crate::db::DbConfig;
 
     fn key(parts: &[&str]) -> StorageKey {

@@ -801,3 +801,74 @@ async fn limits_give_clear_errors_and_do_not_slow_other_users() {
     dave_peer.stop().await;
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_user_is_cut_off_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path()).await;
+    let base = server.url().to_owned();
+    let (feature, doc) = create_feature(&base, "cut off").await;
+    let (dave_id, dave_token) = add_user(&server, "dave").await;
+    assert_eq!(
+        set_member(&base, &feature, "dave", "contributor").await,
+        200
+    );
+    let owner = Peer::connect(&server.sync_url(), "owner").await;
+    let o = owner.find(&doc).await;
+    let dave = Peer::connect_as(&server.sync_url(), &dave_token, "dave").await;
+    let d = dave.find(&doc).await;
+    edit(&o, "before", |tx| feature::set_notes(tx, "before"));
+    eventually("dave sees the owner's change", async || {
+        read(&d).notes == "before"
+    })
+    .await;
+
+    // Disabled in the database, as `canopy user disable` does from another
+    // process: the server notices on its next refresh.
+    server
+        .state()
+        .users()
+        .set_disabled(&dave_id, true)
+        .await
+        .unwrap();
+    let on_server = server
+        .state()
+        .hub()
+        .repo()
+        .find(doc.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    eventually("the server stops sharing with dave", async || {
+        on_server
+            .peers()
+            .0
+            .values()
+            .any(|p| p.share_config.map(|c| c.access) == Some(samod::ShareAccess::None))
+    })
+    .await;
+    edit(&o, "after", |tx| {
+        feature::set_notes(tx, "dave must not see this")
+    });
+    edit(&d, "dave after", |tx| {
+        feature::add_learning(tx, &learning("dave after disable", &dave_id))
+    });
+    owner.synced(&o).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(read(&d).notes, "before", "a disabled user kept receiving");
+    assert!(
+        read(&o)
+            .learnings
+            .iter()
+            .all(|l| l.text != "dave after disable")
+    );
+    let r = http_as(&dave_token)
+        .get(format!("{base}/api/me"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    owner.stop().await;
+    dave.stop().await;
+    server.stop().await.unwrap();
+}

@@ -220,8 +220,10 @@ pub async fn snapshot(base: &str, feature_id: &str) -> Value {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.json().await.unwrap()
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, 200, "GET feature {feature_id}: {body}");
+    body
 }
 
 /// A Rust peer: its own samod repo (in memory) dialed into the server.
