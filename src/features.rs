@@ -16,6 +16,7 @@ use samod::{DocHandle, DocumentId, Repo};
 use serde::Serialize;
 
 use crate::{
+    attribution::Attribution,
     auth::{Members, Role, User, members::Member},
     db::Database,
     registry::{FeatureRecord, Registry, RegistryError},
@@ -223,6 +224,7 @@ fn check_repo(repo: &RepoRef) -> Result<(), FeatureError> {
 pub struct FeatureService {
     registry: Registry,
     members: Members,
+    attribution: Attribution,
     limits: FeatureLimits,
     repo: Repo,
     db: Database,
@@ -234,6 +236,7 @@ impl FeatureService {
     pub fn new(
         registry: Registry,
         members: Members,
+        attribution: Attribution,
         limits: FeatureLimits,
         repo: Repo,
         db: Database,
@@ -242,6 +245,7 @@ impl FeatureService {
         FeatureService {
             registry,
             members,
+            attribution,
             limits,
             repo,
             db,
@@ -267,6 +271,18 @@ impl FeatureService {
                 role.as_str()
             )))
         }
+    }
+
+    /// Bind the actor the server writes this document with to
+    /// [`crate::attribution::SERVER`], so no client can claim it.
+    async fn bind_server_actor(&self, handle: &DocHandle) -> Result<(), FeatureError> {
+        let actor = handle
+            .with_document_async(|d| d.get_actor().to_hex_string())
+            .await?;
+        self.attribution
+            .bind(&[actor], crate::attribution::SERVER)
+            .await
+            .map_err(|e| FeatureError::Unavailable(e.to_string()))
     }
 
     fn ensure_writable(&self) -> Result<(), FeatureError> {
@@ -310,6 +326,7 @@ impl FeatureService {
         })
         .map_err(|e| FeatureError::Document(e.to_string()))?;
         let handle = self.repo.create(doc).await?;
+        self.bind_server_actor(&handle).await?;
         let document_id = handle.document_id().clone();
         tracing::Span::current().record("document_id", tracing::field::display(&document_id));
         let record = FeatureRecord {
@@ -419,6 +436,7 @@ impl FeatureService {
         self.require_write(feature_id, actor)?;
         self.ensure_writable()?;
         let (_, handle) = self.handle(feature_id).await?;
+        self.bind_server_actor(&handle).await?;
         let session_id = ids::new_session_id();
         let new = NewSession {
             session_id: session_id.clone(),
@@ -474,6 +492,7 @@ impl FeatureService {
         self.require_write(feature_id, actor)?;
         self.ensure_writable()?;
         let (_, handle) = self.handle(feature_id).await?;
+        self.bind_server_actor(&handle).await?;
         let entry = NewQueueEntry {
             id: ids::new_queue_entry_id(),
             session_id: input.session_id,
@@ -586,6 +605,7 @@ impl FeatureService {
             .await
             .map_err(|e| FeatureError::Unavailable(e.to_string()))?;
         let (_, handle) = self.handle(feature_id).await?;
+        self.bind_server_actor(&handle).await?;
         let (uid, participant) = (
             user.user_id.clone(),
             feature::Participant {
@@ -637,6 +657,7 @@ impl FeatureService {
             .await
             .map_err(|e| FeatureError::Unavailable(e.to_string()))?;
         let (_, handle) = self.handle(feature_id).await?;
+        self.bind_server_actor(&handle).await?;
         let uid = user_id.to_owned();
         handle
             .with_document_async(move |doc| {

@@ -5,6 +5,8 @@
 //! - [`config`]: command line and environment configuration.
 //! - [`auth`]: users, API tokens, sync tickets and memberships.
 //! - [`audit`]: the append-only audit log.
+//! - [`attribution`]: which user each Automerge actor belongs to, and who
+//!   delivered each change.
 //! - [`server`]: assembles everything and runs it on a bound listener.
 //! - [`http`]: the router (JSON API, `/sync`, health, metrics).
 //! - [`sync`]: samod's repo, the per-connection gateway and the access policy.
@@ -17,6 +19,7 @@
 //! - [`metrics`], [`telemetry`]: Prometheus metrics and logging.
 
 pub mod admin;
+pub mod attribution;
 pub mod audit;
 pub mod auth;
 pub mod client;
@@ -33,3 +36,4 @@ pub mod storage;
 pub mod summaries;
 pub mod sync;
 pub mod telemetry;
+pub mod verify;

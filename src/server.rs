@@ -7,6 +7,7 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
+    attribution::Attribution,
     audit::{AuditAction, AuditLog},
     auth::{AuthError, Members, ServerKey, Tickets, User, Users},
     config::ServerConfig,
@@ -144,6 +145,7 @@ pub async fn start(
             .await;
     }
     let members = Members::load(db.clone()).await?;
+    let attribution = Attribution::load(db.clone()).await?;
     let key = match &config.server_key {
         Some(k) => ServerKey::parse(k)?,
         None => {
@@ -169,6 +171,7 @@ pub async fn start(
         config.doc_threads,
         opened.clone(),
         audit.clone(),
+        attribution.clone(),
         shutdown.clone(),
     )
     .await?;
@@ -176,6 +179,10 @@ pub async fn start(
     summaries::spawn(
         hub.repo().clone(),
         registry.clone(),
+        summaries::Verifier {
+            attribution: attribution.clone(),
+            audit: audit.clone(),
+        },
         opened_rx,
         shutdown.clone(),
         &background,
@@ -184,6 +191,7 @@ pub async fn start(
     let features = FeatureService::new(
         registry.clone(),
         members,
+        attribution,
         FeatureLimits {
             queued_per_user: config.max_queued_per_user as usize,
             prompt_bytes: config.max_prompt_bytes as usize,

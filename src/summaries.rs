@@ -4,7 +4,8 @@
 //!
 //! samod reports every document it opens; for each registered feature
 //! document a small task follows its changes and writes the summary back,
-//! debounced so a burst of typing in the title costs one SQLite write.
+//! debounced so a burst of typing in the title costs one SQLite write. The
+//! same task verifies the authors of what people wrote ([`crate::verify`]).
 
 use std::time::Duration;
 
@@ -15,7 +16,20 @@ use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument;
 
-use crate::registry::{DocKind, Registry};
+use crate::{
+    attribution::Attribution,
+    audit::{AuditAction, AuditLog},
+    registry::{DocKind, Registry},
+};
+
+/// What a follower needs besides the document.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    /// Actor bindings.
+    pub attribution: Attribution,
+    /// Where corrections are recorded.
+    pub audit: AuditLog,
+}
 
 const DEBOUNCE: Duration = Duration::from_millis(500);
 
@@ -40,6 +54,7 @@ pub fn channel() -> (Opened, mpsc::UnboundedReceiver<DocumentId>) {
 pub fn spawn(
     repo: Repo,
     registry: Registry,
+    verifier: Verifier,
     mut opened: mpsc::UnboundedReceiver<DocumentId>,
     shutdown: CancellationToken,
     tasks: &TaskTracker,
@@ -58,8 +73,15 @@ pub fn spawn(
             }
             let span = tracing::info_span!("feature_summary", feature_id = %shared.feature_id, document_id = %doc);
             tracker.spawn(
-                follow(repo.clone(), registry.clone(), doc, shared.feature_id, shutdown.clone())
-                    .instrument(span),
+                follow(
+                    repo.clone(),
+                    registry.clone(),
+                    verifier.clone(),
+                    doc,
+                    shared.feature_id,
+                    shutdown.clone(),
+                )
+                .instrument(span),
             );
         }
     });
@@ -68,6 +90,7 @@ pub fn spawn(
 async fn follow(
     repo: Repo,
     registry: Registry,
+    verifier: Verifier,
     doc: DocumentId,
     feature_id: String,
     shutdown: CancellationToken,
@@ -77,9 +100,51 @@ async fn follow(
         Ok(None) => return,
         Err(_) => return,
     };
+    // Corrections below are the server's writes: its actor is nobody else's.
+    let actor = match handle
+        .with_document_async(|d| d.get_actor().to_hex_string())
+        .await
+    {
+        Ok(a) => a,
+        Err(_) => return,
+    };
+    if let Err(e) = verifier
+        .attribution
+        .bind(&[actor], crate::attribution::SERVER)
+        .await
+    {
+        tracing::warn!(error = %e, "cannot bind the server's actor; not verifying authors");
+    }
     let mut changes = handle.changes();
     let mut last = None;
     loop {
+        let attribution = verifier.attribution.clone();
+        let Ok(corrections) = handle
+            .with_document_async(move |d| crate::verify::correct_forged_authors(d, &attribution))
+            .await
+        else {
+            return;
+        };
+        match corrections {
+            Ok(list) => {
+                for c in list {
+                    tracing::warn!(what = %c.what, claimed = %c.claimed, writer = %c.writer, "forged author corrected");
+                    verifier
+                        .audit
+                        .record(
+                            None,
+                            Some(&feature_id),
+                            AuditAction::ChangeRejected,
+                            format!(
+                                "{}: names {:?} as author, written by {}",
+                                c.what, c.claimed, c.writer
+                            ),
+                        )
+                        .await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot verify authors"),
+        }
         let Ok(summary) = handle
             .with_document_async(|d| feature::read_summary(d))
             .await

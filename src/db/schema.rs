@@ -81,6 +81,23 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     ",
+    // 3: verified attribution: every Automerge actor id belongs to the user
+    // who first used it, and the peer that delivered each change is known.
+    "
+    CREATE TABLE actors (
+        actor_id TEXT PRIMARY KEY NOT NULL,
+        user_id  TEXT NOT NULL,
+        bound_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE change_origins (
+        document_id TEXT NOT NULL,
+        change_hash TEXT NOT NULL,
+        user_id     TEXT NOT NULL,
+        peer_id     TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        PRIMARY KEY (document_id, change_hash)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.

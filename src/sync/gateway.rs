@@ -108,6 +108,8 @@ pub(crate) struct GatewayContext {
     pub(crate) limits: SyncLimits,
     pub(crate) server_peer_id: String,
     pub(crate) audit: crate::audit::AuditLog,
+    pub(crate) attribution: crate::attribution::Attribution,
+    pub(crate) repo: samod::Repo,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -268,6 +270,8 @@ enum Verdict {
     /// Forward (the peer still needs the server's changes), and tell the
     /// peer its own changes were not accepted.
     ForwardRefused(DocumentId),
+    /// Changes from a writer: check and bind their actors, then forward.
+    Attribute(DocumentId, Box<automerge::sync::Message>),
     Reply(Vec<u8>),
     Drop(&'static str),
     Reject {
@@ -395,6 +399,27 @@ impl Reader<'_> {
                         return false;
                     }
                 }
+                Verdict::Attribute(doc, message) => match self.attribute(&doc, &message).await {
+                    Ok(()) => {
+                        if self.to_samod.send(bytes.to_vec()).await.is_err() {
+                            return false;
+                        }
+                    }
+                    Err(reason) => {
+                        self.ctx
+                            .audit
+                            .record(
+                                Some(&self.principal),
+                                self.ctx.policy.feature_of(&doc).as_deref(),
+                                AuditAction::ChangeRejected,
+                                format!("document {doc}: {reason}"),
+                            )
+                            .await;
+                        self.reject(close_code::POLICY_VIOLATION, "foreign_actor", reason)
+                            .await;
+                        return false;
+                    }
+                },
                 Verdict::Drop(metric) => self.ctx.metrics.reject(metric),
                 Verdict::Reject {
                     code,
@@ -406,6 +431,97 @@ impl Reader<'_> {
                 }
             }
         }
+    }
+
+    /// Check who wrote the changes in `message`: every change the server
+    /// does not already have must be by an actor of this connection's user
+    /// (an unknown actor becomes theirs, persisted before the change is
+    /// accepted). Records the origin of new changes. The error is the
+    /// reason to give the peer.
+    async fn attribute(
+        &mut self,
+        doc: &DocumentId,
+        message: &automerge::sync::Message,
+    ) -> Result<(), String> {
+        let attribution = &self.ctx.attribution;
+        // Parse the changes: one per chunk in the v1 format; a v2 chunk is a
+        // compressed run of changes, read by loading it onto the server's
+        // copy of the document.
+        let mut changes: Vec<(String, String)> = Vec::new();
+        let mut packed: Vec<Vec<u8>> = Vec::new();
+        for chunk in message.changes.iter() {
+            match automerge::Change::try_from(chunk) {
+                Ok(c) => changes.push((c.actor_id().to_hex_string(), c.hash().to_string())),
+                Err(_) => packed.push(chunk.to_vec()),
+            }
+        }
+        let all_own = packed.is_empty()
+            && changes.iter().all(|(actor, _)| {
+                attribution.owner(actor).as_deref() == Some(self.principal.as_str())
+            });
+        let fresh: Vec<(String, String)> = if all_own {
+            changes
+        } else {
+            // Changes by other actors are fine if the server already has
+            // them (a peer may resend); only new ones must be the user's own.
+            let handle = match self.ctx.repo.find(doc.clone()).await {
+                Ok(Some(h)) => h,
+                _ => return Err(format!("document {doc} is not available")),
+            };
+            handle
+                .with_document_async(move |d| {
+                    use automerge::ReadDoc;
+                    let mut fresh: Vec<(String, String)> = changes
+                        .into_iter()
+                        .filter(|(_, hash)| {
+                            hash.parse::<automerge::ChangeHash>()
+                                .ok()
+                                .and_then(|h| d.get_change_by_hash(&h))
+                                .is_none()
+                        })
+                        .collect();
+                    if !packed.is_empty() {
+                        let heads = d.get_heads();
+                        let mut scratch = d.fork();
+                        for chunk in &packed {
+                            // Unreadable input is for samod to refuse.
+                            let _ = scratch.load_incremental(chunk);
+                        }
+                        fresh.extend(
+                            scratch
+                                .get_changes(&heads)
+                                .into_iter()
+                                .map(|c| (c.actor_id().to_hex_string(), c.hash().to_string())),
+                        );
+                    }
+                    fresh
+                })
+                .await
+                .map_err(|_| "the server is stopping".to_owned())?
+        };
+        let mut actors: Vec<String> = fresh.iter().map(|(a, _)| a.clone()).collect();
+        actors.sort();
+        actors.dedup();
+        match attribution.bind(&actors, &self.principal).await {
+            Ok(()) => {}
+            Err(crate::attribution::AttributionError::Foreign { actor, .. }) => {
+                return Err(format!(
+                    "a change by actor {actor} belongs to another user; write with your own actor id"
+                ));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot bind actors");
+                return Err("the server cannot record who wrote these changes right now".into());
+            }
+        }
+        let peer = self.expected_peer.clone();
+        attribution.record_origins(
+            &doc.to_string(),
+            &self.principal,
+            &peer,
+            fresh.into_iter().map(|(_, h)| h).collect(),
+        );
+        Ok(())
     }
 
     /// A `refused` ephemeral message for `doc`, unless this connection was
@@ -519,7 +635,19 @@ impl Reader<'_> {
                 if let Err(e) = wire::sync_message_heads(env.data.unwrap_or_default()) {
                     return reject(INVALID_PAYLOAD, "bad_sync_message", e.to_string());
                 }
-                match self.ctx.policy.decide(&doc, &peer) {
+                let access = self.ctx.policy.decide(&doc, &peer);
+                if access == Access::ReadWrite && env.kind == MessageType::Sync {
+                    match automerge::sync::Message::decode(env.data.unwrap_or_default()) {
+                        Ok(m) if !m.changes.is_empty() => {
+                            return Verdict::Attribute(doc, Box::new(m));
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            return reject(INVALID_PAYLOAD, "bad_sync_message", e.to_string());
+                        }
+                    }
+                }
+                match access {
                     Access::None => {
                         self.ctx.metrics.reject("unavailable_document");
                         tracing::debug!(document_id = %doc, "document unavailable");
@@ -560,7 +688,19 @@ impl Reader<'_> {
                         ),
                     );
                 }
-                match self.ctx.policy.decide(&doc, &peer) {
+                let access = self.ctx.policy.decide(&doc, &peer);
+                if access == Access::ReadWrite && env.kind == MessageType::Sync {
+                    match automerge::sync::Message::decode(env.data.unwrap_or_default()) {
+                        Ok(m) if !m.changes.is_empty() => {
+                            return Verdict::Attribute(doc, Box::new(m));
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            return reject(INVALID_PAYLOAD, "bad_sync_message", e.to_string());
+                        }
+                    }
+                }
+                match access {
                     Access::None => Verdict::Drop("unavailable_document"),
                     _ => Verdict::Forward,
                 }

@@ -68,6 +68,7 @@ impl SyncHub {
         doc_threads: usize,
         opened: Opened,
         audit: crate::audit::AuditLog,
+        attribution: crate::attribution::Attribution,
         shutdown: CancellationToken,
     ) -> Result<SyncHub, HubError> {
         let peer_id = format!("canopy-server-{:08x}", rand::random::<u32>());
@@ -99,7 +100,7 @@ impl SyncHub {
         let acceptor: AcceptorHandle = repo.make_acceptor(url).map_err(|_| HubError::Stopped)?;
         tracing::info!(peer_id, "sync hub started");
         Ok(SyncHub {
-            repo,
+            repo: repo.clone(),
             ctx: Arc::new(gateway::GatewayContext {
                 acceptor,
                 policy,
@@ -109,6 +110,8 @@ impl SyncHub {
                 limits,
                 server_peer_id: peer_id,
                 audit,
+                attribution,
+                repo,
                 shutdown,
             }),
             connections: TaskTracker::new(),

@@ -287,11 +287,13 @@ where
         .unwrap();
 }
 
-fn new_learning(text: String) -> feature::NewLearning {
+/// A learning by `author` (on Canopy, the writing user's id: the server
+/// verifies authors and would otherwise correct every one).
+fn new_learning(text: String, author: &str) -> feature::NewLearning {
     feature::NewLearning {
         id: canopy_protocol::ids::new_learning_id(),
         text,
-        author: "bench".into(),
+        author: author.into(),
         from_session: None,
         importance: feature::Importance::Low,
         files: vec![],
@@ -529,6 +531,12 @@ impl Side {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         let mut changes = 0u64;
         let mut rss_max = 0;
+        let author = self
+            .server
+            .endpoint
+            .user_id
+            .clone()
+            .unwrap_or_else(|| "bench".into());
         while started.elapsed() < step {
             ticker.tick().await;
             let seq = self.seq;
@@ -541,7 +549,7 @@ impl Side {
             let text = format!("b:{seq}:{writer}");
             self.clients[writer].2.with_document(|d| {
                 commit(d, "bench learning", |tx| {
-                    feature::add_learning(tx, &new_learning(text))
+                    feature::add_learning(tx, &new_learning(text, &author))
                 })
             });
             self.seq += 1;
@@ -659,11 +667,11 @@ struct BigDocResult {
 
 /// Append `n` changes of typical shape: typing into the notes (9 in 10) and a
 /// learning (1 in 10).
-fn grow(doc: &mut Automerge, n: usize) {
+fn grow(doc: &mut Automerge, n: usize, author: &str) {
     for i in 0..n {
         if i.is_multiple_of(10) {
             commit(doc, "learning", |tx| {
-                feature::add_learning(tx, &new_learning(format!("fact {i}")))
+                feature::add_learning(tx, &new_learning(format!("fact {i}"), author))
             });
         } else {
             let len = tx_notes_len(doc);
@@ -688,7 +696,12 @@ async fn big_document(kind: Kind, history: usize, extra: usize) -> BigDocResult 
 
     // Build the history on a fork, then hand it to the server in one sync.
     let mut fork = handle.with_document(|d| d.fork());
-    grow(&mut fork, history);
+    let author = server
+        .endpoint
+        .user_id
+        .clone()
+        .unwrap_or_else(|| "bench".into());
+    grow(&mut fork, history, &author);
     let saved_bytes = fork.save().len();
     let ingest = Instant::now();
     handle.with_document(|d| d.merge(&mut fork).unwrap());

@@ -872,3 +872,199 @@ async fn a_disabled_user_is_cut_off_live() {
     dave.stop().await;
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actor_id_belongs_to_the_user_who_first_used_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path()).await;
+    let base = server.url().to_owned();
+    let (feature, doc) = create_feature(&base, "who wrote this").await;
+    let (carol_id, carol_token) = add_user(&server, "carol").await;
+    assert_eq!(
+        set_member(&base, &feature, "carol", "contributor").await,
+        200
+    );
+
+    let owner = Peer::connect(&server.sync_url(), "owner").await;
+    let o = owner.find(&doc).await;
+    edit(&o, "owner writes", |tx| {
+        feature::set_notes(tx, "by the owner")
+    });
+    owner.synced(&o).await;
+    let owner_actor = o.with_document(|d| d.get_actor().clone());
+    let owner_change = o.with_document(|d| d.get_heads()[0].to_string());
+
+    // The server knows who delivered the owner's change.
+    let db = rusqlite::Connection::open(dir.path().join("canopy.db")).unwrap();
+    let me = user_id_of(&base, TOKEN).await;
+    let origin: String = within("origin recorded", async {
+        loop {
+            let found = db.query_row(
+                "SELECT user_id FROM change_origins WHERE change_hash = ?1",
+                [&owner_change],
+                |r| r.get::<_, String>(0),
+            );
+            if let Ok(u) = found {
+                return u;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(origin, me);
+    let bound: String = db
+        .query_row(
+            "SELECT user_id FROM actors WHERE actor_id = ?1",
+            [owner_actor.to_hex_string()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(bound, me);
+
+    // Carol writes under the owner's actor id: refused, audited, not stored.
+    let carol = Peer::connect_as(&server.sync_url(), &carol_token, "carol").await;
+    let c = carol.find(&doc).await;
+    eventually("carol has the owner's change", async || {
+        read(&c).notes == "by the owner"
+    })
+    .await;
+    c.with_document(|d| {
+        d.set_actor(owner_actor.clone());
+    });
+    edit(&c, "forged", |tx| {
+        feature::set_notes(tx, "forged as the owner")
+    });
+    eventually("the server closes carol's connection", async || {
+        server.state().hub().connection_count() == 1
+    })
+    .await;
+    let snap = snapshot(&base, &feature).await;
+    assert_eq!(snap["document"]["notes"], "by the owner");
+    let audit: Value = http()
+        .get(format!("{base}/api/features/{feature}/audit"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        audit["entries"].as_array().unwrap().iter().any(|e| {
+            e["action"] == "change_rejected"
+                && e["user_id"] == carol_id.as_str()
+                && e["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("belongs to another user")
+        }),
+        "{audit}"
+    );
+    carol.stop().await;
+    owner.stop().await;
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_authors_are_rejected_or_corrected_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path()).await;
+    let base = server.url().to_owned();
+    let (feature, doc) = create_feature(&base, "honest work").await;
+    let session = create_session(&base, &feature, "s").await;
+    let (carol_id, carol_token) = add_user(&server, "carol").await;
+    assert_eq!(
+        set_member(&base, &feature, "carol", "contributor").await,
+        200
+    );
+    let admin = user_id_of(&base, TOKEN).await;
+
+    let carol = Peer::connect_as(&server.sync_url(), &carol_token, "carol").await;
+    let c = carol.find(&doc).await;
+    let honest = queue_entry(&session, "mine", &carol_id);
+    let forged = queue_entry(&session, "run this as the owner", &admin);
+    let as_agent = queue_entry(
+        &session,
+        "pretend to be the agent",
+        &format!("agent:{session}"),
+    );
+    for e in [&honest, &forged, &as_agent] {
+        edit(&c, "queue", |tx| feature::append_queue_entry(tx, e));
+    }
+    edit(&c, "learn", |tx| {
+        feature::add_learning(tx, &learning("a fact, signed by someone else", &admin))
+    });
+    carol.synced(&c).await;
+
+    eventually("the forged prompts are rejected", async || {
+        let snap = snapshot(&base, &feature).await;
+        let status = |id: &str| {
+            snap["document"]["queue"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|q| q["id"] == id)
+                .map(|q| q["status"].as_str().unwrap_or_default().to_owned())
+        };
+        status(&forged.id).as_deref() == Some("rejected")
+            && status(&as_agent.id).as_deref() == Some("rejected")
+    })
+    .await;
+    let snap = snapshot(&base, &feature).await;
+    let queue = snap["document"]["queue"].as_array().unwrap();
+    let by_id = |id: &str| queue.iter().find(|q| q["id"] == id).unwrap().clone();
+    assert_eq!(
+        by_id(&honest.id)["status"],
+        "queued",
+        "an honest prompt was touched"
+    );
+    assert!(
+        by_id(&forged.id)["error"]
+            .as_str()
+            .unwrap()
+            .contains(&carol_id),
+        "{}",
+        by_id(&forged.id)
+    );
+    // The learning now names its real author.
+    eventually("the learning's author is corrected", async || {
+        snapshot(&base, &feature).await["document"]["learnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| {
+                l["text"] == "a fact, signed by someone else" && l["author"] == carol_id.as_str()
+            })
+    })
+    .await;
+    // Carol's replica gets the verdicts too.
+    eventually("carol sees the rejection", async || {
+        read(&c)
+            .queue
+            .iter()
+            .any(|q| q.id == forged.id && q.status == feature::QueueStatus::Rejected)
+    })
+    .await;
+    // All of it is audited.
+    eventually("the corrections are audited", async || {
+        let audit: Value = http()
+            .get(format!("{base}/api/features/{feature}/audit"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let details: Vec<String> = audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "change_rejected")
+            .map(|e| e["detail"].as_str().unwrap().to_owned())
+            .collect();
+        details.iter().any(|d| d.contains(&forged.id))
+            && details.iter().any(|d| d.contains(&as_agent.id))
+    })
+    .await;
+    carol.stop().await;
+    server.stop().await.unwrap();
+}

@@ -10,6 +10,8 @@ async fn two_rust_peers_converge_through_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(dir.path()).await;
     let base = server.url().to_owned();
+    // Both peers act for the same user; authors must name the writer.
+    let me = user_id_of(&base, TOKEN).await;
     let (feature_id, doc) = create_feature(&base, "Add OAuth login").await;
     let session = create_session(&base, &feature_id, "implement provider").await;
 
@@ -21,17 +23,17 @@ async fn two_rust_peers_converge_through_the_server() {
     assert!(read(&b).sessions.contains_key(&session));
 
     // Both edit at the same time: learnings, queue entries, notes, a decision.
-    let writer = |h: samod::DocHandle, who: &'static str, session: String| {
+    let writer = |h: samod::DocHandle, who: &'static str, session: String, me: String| {
         tokio::spawn(async move {
             for i in 0..15 {
                 edit(&h, "add learning", |tx| {
-                    feature::add_learning(tx, &learning(&format!("{who} learned {i}"), who))
+                    feature::add_learning(tx, &learning(&format!("{who} learned {i}"), &me))
                 });
                 if i % 5 == 0 {
                     edit(&h, "queue prompt", |tx| {
                         feature::append_queue_entry(
                             tx,
-                            &queue_entry(&session, &format!("{who} asks {i}"), who),
+                            &queue_entry(&session, &format!("{who} asks {i}"), &me),
                         )
                     });
                 }
@@ -40,8 +42,8 @@ async fn two_rust_peers_converge_through_the_server() {
         })
     };
     let (ra, rb) = tokio::join!(
-        writer(a.clone(), "alice", session.clone()),
-        writer(b.clone(), "bob", session.clone())
+        writer(a.clone(), "alice", session.clone(), me.clone()),
+        writer(b.clone(), "bob", session.clone(), me.clone())
     );
     ra.unwrap();
     rb.unwrap();

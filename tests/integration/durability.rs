@@ -25,11 +25,12 @@ async fn every_document_survives_a_restart() {
         features.push((id, doc));
     }
     // A peer piles changes onto one document (enough to trigger compaction).
+    let me = user_id_of(&base, TOKEN).await;
     let peer = Peer::connect(&server.sync_url(), "writer").await;
     let h = peer.find(&features[0].1).await;
     for i in 0..40 {
         edit(&h, "learn", |tx| {
-            feature::add_learning(tx, &learning(&format!("l{i}"), "writer"))
+            feature::add_learning(tx, &learning(&format!("l{i}"), &me))
         });
     }
     peer.synced(&h).await;
@@ -65,6 +66,7 @@ async fn an_acknowledged_change_survives_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let mut proc = ServerProcess::start(dir.path(), &[]).await;
     let (feature_id, doc) = create_feature(&proc.url, "crash test").await;
+    let me = user_id_of(&proc.url, TOKEN).await;
     let mut written = Vec::new();
     for round in 0..16 {
         // A fresh client with an in-memory replica writes a burst of changes,
@@ -75,7 +77,7 @@ async fn an_acknowledged_change_survives_sigkill() {
         for i in 0..n {
             let text = format!("round {round} change {i}");
             edit(&h, "learn", |tx| {
-                feature::add_learning(tx, &learning(&text, "crasher"))
+                feature::add_learning(tx, &learning(&text, &me))
             });
             written.push(text);
         }
@@ -108,13 +110,18 @@ async fn the_server_acknowledges_a_change_only_once_it_is_on_disk() {
     let server = start_server(dir.path()).await;
     let base = server.url().to_owned();
     let (feature_id, doc) = create_feature(&base, "slow disk").await;
+    let me = user_id_of(&base, TOKEN).await;
     let peer = Peer::connect(&server.sync_url(), "patient").await;
     let h = peer.find(&doc).await;
+    // A first change binds the peer's actor id to its user (a write the
+    // server waits for before accepting that actor's first change).
+    edit(&h, "hello", |tx| feature::set_notes(tx, "first"));
+    peer.synced(&h).await;
 
     // The disk stalls; the peer writes.
     server.state().db().hold_commits();
     edit(&h, "learn", |tx| {
-        feature::add_learning(tx, &learning("wait for it", "patient"))
+        feature::add_learning(tx, &learning("wait for it", &me))
     });
     let conn = peer.dialer.connection_id().unwrap();
     let ack = tokio::spawn(h.they_have_our_changes(conn));

@@ -13,6 +13,8 @@ async fn the_official_js_client_syncs_both_ways() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(dir.path()).await;
     let base = server.url().to_owned();
+    // Authors must name the user who writes (the server verifies it).
+    let me = user_id_of(&base, TOKEN).await;
     let (feature_id, doc) = create_feature(&base, "interop").await;
     let session = create_session(&base, &feature_id, "js session").await;
 
@@ -20,7 +22,7 @@ async fn the_official_js_client_syncs_both_ways() {
     let rust = Peer::connect(&server.sync_url(), "rust").await;
     let h = rust.find(&doc).await;
     edit(&h, "learn", |tx| {
-        feature::add_learning(tx, &learning("written by rust", "rust"))
+        feature::add_learning(tx, &learning("written by rust", &me))
     });
     rust.synced(&h).await;
 
@@ -41,7 +43,6 @@ async fn the_official_js_client_syncs_both_ways() {
         .unwrap_or_else(|e| panic!("bad output from the JS client ({e}): {out}"));
     assert_eq!(report["saw_rust_learning"], true);
     // It came in through a ticket, pinned to a peer id in its user's namespace.
-    let me = user_id_of(&base, TOKEN).await;
     assert!(
         report["peer_id"]
             .as_str()
@@ -59,13 +60,13 @@ async fn the_official_js_client_syncs_both_ways() {
     let d = read(&h);
     let entry = d.queue.iter().find(|q| q.id == js_entry).unwrap();
     assert_eq!(entry.text, "from the JS client");
-    assert_eq!(entry.author, "js-user");
+    assert_eq!(entry.author, me);
     assert_eq!(entry.session_id, session);
     assert_eq!(entry.status, feature::QueueStatus::Queued);
     assert!(
         d.learnings
             .iter()
-            .any(|l| l.text == "learned in JS" && l.author == "js-user")
+            .any(|l| l.text == "learned in JS" && l.author == me)
     );
     assert!(d.notes.starts_with("JS was here. "), "{}", d.notes);
 

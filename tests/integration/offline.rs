@@ -11,6 +11,7 @@ async fn offline_edits_merge_with_one_queue_order() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_server(dir.path()).await;
     let base = server.url().to_owned();
+    let me = user_id_of(&base, TOKEN).await;
     let (feature_id, doc) = create_feature(&base, "offline merge").await;
     let session = create_session(&base, &feature_id, "the session").await;
 
@@ -38,21 +39,18 @@ async fn offline_edits_merge_with_one_queue_order() {
         edit(&a, "queue", |tx| {
             feature::append_queue_entry(
                 tx,
-                &queue_entry(&session, &format!("alice offline {i}"), "alice"),
+                &queue_entry(&session, &format!("alice offline {i}"), &me),
             )
         });
         edit(&b, "queue", |tx| {
-            feature::append_queue_entry(
-                tx,
-                &queue_entry(&session, &format!("bob online {i}"), "bob"),
-            )
+            feature::append_queue_entry(tx, &queue_entry(&session, &format!("bob online {i}"), &me))
         });
     }
     edit(&a, "learn", |tx| {
-        feature::add_learning(tx, &learning("alice learned offline", "alice"))
+        feature::add_learning(tx, &learning("alice learned offline", &me))
     });
     edit(&b, "learn", |tx| {
-        feature::add_learning(tx, &learning("bob learned online", "bob"))
+        feature::add_learning(tx, &learning("bob learned online", &me))
     });
     edit(&a, "notes", |tx| {
         feature::splice_notes(tx, 0, 0, "[alice] ")

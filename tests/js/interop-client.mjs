@@ -21,6 +21,8 @@ if (!featureId) {
 }
 const auth = { authorization: `Bearer ${token}` };
 const featureApi = `${base}/api/features/${featureId}`;
+// Authors must be the user who writes (the server verifies it).
+const me = await (await fetch(`${base}/api/me`, { headers: auth })).json();
 
 const deadline = Date.now() + 30_000;
 async function until(what, check) {
@@ -50,7 +52,7 @@ handle.change((d) => {
   d.queue.push({
     id: entryId,
     session_id: sessionId,
-    author: "js-user",
+    author: me.user_id,
     text: "from the JS client",
     created_at: Date.now(),
     status: "queued",
@@ -58,7 +60,7 @@ handle.change((d) => {
   d.learnings.push({
     id: "lrn_" + Math.random().toString(36).slice(2, 12).padEnd(10, "0") + "jsclient00",
     text: "learned in JS",
-    author: "js-user",
+    author: me.user_id,
     importance: "high",
     files: ["src/auth.rs"],
     created_at: Date.now(),

@@ -1,0 +1,159 @@
+//! Verified attribution: who wrote what.
+//!
+//! Every Automerge actor id belongs to the user who first used it; the
+//! binding is persisted before the first change that uses it is accepted,
+//! and a change by an actor bound to someone else is refused. The peer that
+//! delivered each change is recorded (`change_origins`). The server's own
+//! actors are bound to [`SERVER`].
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+};
+
+use rusqlite::params;
+
+use crate::db::{Database, DbError};
+
+/// The owner recorded for actors the server itself writes with.
+pub const SERVER: &str = "@server";
+
+/// Why a binding was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AttributionError {
+    /// The actor belongs to another user.
+    #[error("actor {actor} belongs to another user")]
+    Foreign {
+        /// The actor id (hex).
+        actor: String,
+        /// Its owner.
+        owner: String,
+    },
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Actor bindings (cached in memory) and change origins. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Attribution {
+    db: Database,
+    actors: Arc<RwLock<HashMap<String, String>>>,
+}
+
+impl Attribution {
+    /// Load every binding.
+    pub async fn load(db: Database) -> Result<Attribution, DbError> {
+        let rows = db
+            .read(|conn| {
+                let mut stmt = conn.prepare("SELECT actor_id, user_id FROM actors")?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+                    .collect::<rusqlite::Result<HashMap<_, _>>>()?;
+                Ok(rows)
+            })
+            .await?;
+        Ok(Attribution {
+            db,
+            actors: Arc::new(RwLock::new(rows)),
+        })
+    }
+
+    /// Who an actor (hex id) belongs to, if anyone yet.
+    pub fn owner(&self, actor: &str) -> Option<String> {
+        self.actors
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(actor)
+            .cloned()
+    }
+
+    /// Bind `actors` to `user`, persisted before this returns. An actor
+    /// already bound to `user` is fine; one bound to anyone else is an error
+    /// and nothing is bound.
+    pub async fn bind(&self, actors: &[String], user: &str) -> Result<(), AttributionError> {
+        let unbound: Vec<String> = {
+            let known = self.actors.read().unwrap_or_else(|p| p.into_inner());
+            let mut unbound = Vec::new();
+            for a in actors {
+                match known.get(a) {
+                    Some(owner) if owner == user => {}
+                    Some(owner) => {
+                        return Err(AttributionError::Foreign {
+                            actor: a.clone(),
+                            owner: owner.clone(),
+                        });
+                    }
+                    None => unbound.push(a.clone()),
+                }
+            }
+            unbound
+        };
+        if unbound.is_empty() {
+            return Ok(());
+        }
+        let (list, who) = (unbound.clone(), user.to_owned());
+        let now = canopy_protocol::unix_ms_now();
+        // One transaction; the single writer serialises racing binds, so the
+        // first user to use an actor wins and the second sees the owner.
+        let owners: Vec<(String, String)> = self
+            .db
+            .write_returning(64 * list.len(), move |conn| {
+                let mut insert = conn.prepare_cached(
+                    "INSERT INTO actors (actor_id, user_id, bound_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (actor_id) DO NOTHING",
+                )?;
+                let mut owner =
+                    conn.prepare_cached("SELECT user_id FROM actors WHERE actor_id = ?1")?;
+                let mut out = Vec::with_capacity(list.len());
+                for a in &list {
+                    insert.execute(params![a, who, now])?;
+                    out.push((a.clone(), owner.query_row([a], |r| r.get(0))?));
+                }
+                Ok(out)
+            })
+            .await?;
+        let mut known = self.actors.write().unwrap_or_else(|p| p.into_inner());
+        let mut foreign = None;
+        for (actor, owner) in owners {
+            if owner != user && foreign.is_none() {
+                foreign = Some(AttributionError::Foreign {
+                    actor: actor.clone(),
+                    owner: owner.clone(),
+                });
+            }
+            known.insert(actor, owner);
+        }
+        foreign.map_or(Ok(()), Err)
+    }
+
+    /// Record that `peer` (of `user`) delivered these changes of `document`.
+    /// Not awaited, so it adds no latency: a crash in the moment between a
+    /// change being stored and its origin being stored loses the origin
+    /// record, never the change.
+    pub fn record_origins(&self, document: &str, user: &str, peer: &str, hashes: Vec<String>) {
+        if hashes.is_empty() {
+            return;
+        }
+        let db = self.db.clone();
+        let (doc, user, peer) = (document.to_owned(), user.to_owned(), peer.to_owned());
+        let now = canopy_protocol::unix_ms_now();
+        tokio::spawn(async move {
+            let result = db
+                .write(96 * hashes.len(), move |conn| {
+                    let mut stmt = conn.prepare_cached(
+                        "INSERT INTO change_origins (document_id, change_hash, user_id, peer_id, received_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                    )?;
+                    for h in &hashes {
+                        stmt.execute(params![doc, h, user, peer, now])?;
+                    }
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "cannot record change origins");
+            }
+        });
+    }
+}
