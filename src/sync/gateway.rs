@@ -688,19 +688,7 @@ impl Reader<'_> {
                         ),
                     );
                 }
-                let access = self.ctx.policy.decide(&doc, &peer);
-                if access == Access::ReadWrite && env.kind == MessageType::Sync {
-                    match automerge::sync::Message::decode(env.data.unwrap_or_default()) {
-                        Ok(m) if !m.changes.is_empty() => {
-                            return Verdict::Attribute(doc, Box::new(m));
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            return reject(INVALID_PAYLOAD, "bad_sync_message", e.to_string());
-                        }
-                    }
-                }
-                match access {
+                match self.ctx.policy.decide(&doc, &peer) {
                     Access::None => Verdict::Drop("unavailable_document"),
                     _ => Verdict::Forward,
                 }

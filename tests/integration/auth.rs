@@ -494,14 +494,7 @@ async fn a_viewers_edits_are_never_stored_or_forwarded() {
         "the server applied a viewer's change"
     );
     // The refusal is in the feature's audit log.
-    let audit: Value = http()
-        .get(format!("{base}/api/features/{feature}/audit"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit = audit_log(&base, &feature).await;
     assert!(
         audit["entries"]
             .as_array()
@@ -605,14 +598,7 @@ async fn a_removed_contributor_stops_receiving_and_cannot_write() {
         .await
         .unwrap();
     assert_eq!(r.status(), 422);
-    let audit: Value = http()
-        .get(format!("{base}/api/features/{feature}/audit"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit = audit_log(&base, &feature).await;
     let actions: Vec<&str> = audit["entries"]
         .as_array()
         .unwrap()
@@ -940,14 +926,7 @@ async fn an_actor_id_belongs_to_the_user_who_first_used_it() {
     .await;
     let snap = snapshot(&base, &feature).await;
     assert_eq!(snap["document"]["notes"], "by the owner");
-    let audit: Value = http()
-        .get(format!("{base}/api/features/{feature}/audit"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit = audit_log(&base, &feature).await;
     assert!(
         audit["entries"].as_array().unwrap().iter().any(|e| {
             e["action"] == "change_rejected"
@@ -1046,14 +1025,7 @@ async fn forged_authors_are_rejected_or_corrected_and_audited() {
     .await;
     // All of it is audited.
     eventually("the corrections are audited", async || {
-        let audit: Value = http()
-            .get(format!("{base}/api/features/{feature}/audit"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let audit = audit_log(&base, &feature).await;
         let details: Vec<String> = audit["entries"]
             .as_array()
             .unwrap()

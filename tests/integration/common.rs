@@ -129,6 +129,17 @@ pub async fn set_member(base: &str, feature_id: &str, user: &str, role: &str) ->
         .as_u16()
 }
 
+/// `GET /api/features/{id}/audit` as the first user (an owner).
+pub async fn audit_log(base: &str, feature_id: &str) -> Value {
+    let resp = http()
+        .get(format!("{base}/api/features/{feature_id}/audit"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
 /// Make a user with a token (in-process server only); returns
 /// `(user_id, token)`.
 pub async fn add_user(server: &RunningServer, handle: &str) -> (String, String) {
