@@ -112,9 +112,55 @@ pub fn user_peer_prefix(user_id: &str) -> String {
 
 /// The user behind a peer id the server issued, if it is a person's.
 pub fn user_of_peer(peer_id: &str) -> Option<&str> {
-    let rest = peer_id.strip_prefix("u:")?;
-    let (user, suffix) = rest.split_once(':')?;
-    (!user.is_empty() && !suffix.is_empty()).then_some(user)
+    match identify_peer(peer_id)? {
+        PeerIdentity::User(u) => Some(u),
+        PeerIdentity::Agent { .. } => None,
+    }
+}
+
+/// Peer ids of sandbox sidecars: `a:<feature_id>:<session_id>:<suffix>`.
+/// Only an agent token scoped to that feature and session gets one.
+pub fn agent_peer_prefix(feature_id: &str, session_id: &str) -> String {
+    format!("a:{feature_id}:{session_id}:")
+}
+
+/// Who a server-issued peer id stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerIdentity<'a> {
+    /// A person.
+    User(&'a str),
+    /// A session's agent (its sandbox sidecar).
+    Agent {
+        /// The feature it works on.
+        feature_id: &'a str,
+        /// The session it runs.
+        session_id: &'a str,
+    },
+}
+
+/// Parse a peer id the server issued (`u:…` or `a:…`).
+pub fn identify_peer(peer_id: &str) -> Option<PeerIdentity<'_>> {
+    if let Some(rest) = peer_id.strip_prefix("u:") {
+        let (user, suffix) = rest.split_once(':')?;
+        return (!user.is_empty() && !suffix.is_empty()).then_some(PeerIdentity::User(user));
+    }
+    let rest = peer_id.strip_prefix("a:")?;
+    let mut parts = rest.splitn(3, ':');
+    let (feature_id, session_id, suffix) = (parts.next()?, parts.next()?, parts.next()?);
+    (!feature_id.is_empty() && !session_id.is_empty() && !suffix.is_empty()).then_some(
+        PeerIdentity::Agent {
+            feature_id,
+            session_id,
+        },
+    )
+}
+
+/// The name a peer writes under: its user id, or `agent:<session_id>`.
+pub fn author_of_peer(peer_id: &str) -> Option<String> {
+    Some(match identify_peer(peer_id)? {
+        PeerIdentity::User(u) => u.to_owned(),
+        PeerIdentity::Agent { session_id, .. } => format!("agent:{session_id}"),
+    })
 }
 
 #[cfg(test)]
@@ -139,6 +185,20 @@ mod tests {
             "storage-server",
         ] {
             assert_eq!(user_of_peer(bad), None, "{bad}");
+        }
+        let agent = format!("{}x1", agent_peer_prefix("ftr_a", "ses_b"));
+        assert_eq!(
+            identify_peer(&agent),
+            Some(PeerIdentity::Agent {
+                feature_id: "ftr_a",
+                session_id: "ses_b"
+            })
+        );
+        assert_eq!(user_of_peer(&agent), None);
+        assert_eq!(author_of_peer(&agent).as_deref(), Some("agent:ses_b"));
+        assert_eq!(author_of_peer("u:usr_q:z").as_deref(), Some("usr_q"));
+        for bad in ["a:", "a:ftr_a:ses_b:", "a::ses_b:x", "a:ftr_a::x"] {
+            assert_eq!(identify_peer(bad), None, "{bad}");
         }
     }
 }

@@ -80,6 +80,17 @@ pub(super) async fn require_token(
                 }
                 return response;
             }
+            if matches!(p.scope, TokenScope::Agent { .. }) {
+                let path = req.uri().path();
+                if !(path.ends_with("/me") || path.ends_with("/sync-ticket")) {
+                    return ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "forbidden",
+                        "an agent token only opens its session's sync connection",
+                    )
+                    .into_response();
+                }
+            }
             req.extensions_mut().insert(p);
             next.run(req).await
         }
@@ -144,16 +155,15 @@ pub(super) async fn sync_ticket(
             }
         })?
     };
-    let TokenScope::User = who.scope else {
-        // Agent peer ids arrive with the sandbox issue; until then an agent
-        // token cannot open a sync connection.
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "agent tokens cannot open sync connections yet",
-        ));
+    // People get peer ids in their own namespace; a sandbox's agent in its
+    // feature's and session's.
+    let prefix = match &who.scope {
+        TokenScope::User => auth::user_peer_prefix(&who.user_id),
+        TokenScope::Agent {
+            feature_id,
+            session_id,
+        } => auth::agent_peer_prefix(feature_id, session_id),
     };
-    let prefix = auth::user_peer_prefix(&who.user_id);
     let peer_id = match body.peer_id {
         Some(requested) => {
             let suffix = requested.strip_prefix(&prefix).ok_or_else(|| {

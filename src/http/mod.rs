@@ -199,8 +199,9 @@ async fn sync_upgrade(
                 socket,
                 remote,
                 crate::sync::Authenticated {
+                    principal: crate::auth::author_of_peer(&claims.peer_id)
+                        .unwrap_or(claims.principal),
                     peer_id: claims.peer_id,
-                    principal: claims.principal,
                 },
             )
         })

@@ -66,14 +66,22 @@ impl AccessPolicy {
         let Some(shared) = self.registry.lookup(doc) else {
             return Access::None;
         };
-        let Some(user) = auth::user_of_peer(peer.as_str()) else {
-            return Access::None;
-        };
-        let Some(role) = self.members.role(&shared.feature_id, user) else {
-            return Access::None;
-        };
-        if !role.can_write() {
-            return Access::ReadOnly;
+        match auth::identify_peer(peer.as_str()) {
+            None => return Access::None,
+            Some(auth::PeerIdentity::User(user)) => {
+                let Some(role) = self.members.role(&shared.feature_id, user) else {
+                    return Access::None;
+                };
+                if !role.can_write() {
+                    return Access::ReadOnly;
+                }
+            }
+            // A session's agent works on its own feature only.
+            Some(auth::PeerIdentity::Agent { feature_id, .. }) => {
+                if feature_id != shared.feature_id {
+                    return Access::None;
+                }
+            }
         }
         if !self.storage.borrow().is_ok() {
             // Accepting changes we cannot store would lose them silently.

@@ -1040,3 +1040,100 @@ async fn forged_authors_are_rejected_or_corrected_and_audited() {
     carol.stop().await;
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_token_syncs_its_own_feature_and_writes_as_the_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path()).await;
+    let base = server.url().to_owned();
+    let (feature, doc) = create_feature(&base, "agent at work").await;
+    let session = create_session(&base, &feature, "implement").await;
+    let (_, other_doc) = create_feature(&base, "somewhere else").await;
+    let admin = user_id_of(&base, TOKEN).await;
+    let (_, agent_token) = server
+        .state()
+        .users()
+        .create_token(
+            &admin,
+            "sandbox",
+            canopy::auth::TokenScope::Agent {
+                feature_id: feature.clone(),
+                session_id: session.clone(),
+            },
+        )
+        .await
+        .unwrap();
+
+    // The agent token opens its sync connection and nothing else.
+    let r = http_as(&agent_token)
+        .get(format!("{base}/api/features"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = http_as(&agent_token)
+        .post(format!("{base}/api/sync-ticket"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let body: Value = r.json().await.unwrap();
+    let prefix = format!("a:{feature}:{session}:");
+    assert!(
+        body["peer_id"].as_str().unwrap().starts_with(&prefix),
+        "{body}"
+    );
+    // …and cannot pose as a person.
+    let r = http_as(&agent_token)
+        .post(format!("{base}/api/sync-ticket"))
+        .json(&json!({"peer_id": format!("u:{admin}:sidecar")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    let repo = samod::Repo::build_tokio()
+        .with_peer_id(samod::PeerId::from(format!("{prefix}sidecar")))
+        .load()
+        .await;
+    let dialer = canopy::client::dial_with_token(
+        &repo,
+        &base,
+        &agent_token,
+        samod::BackoffConfig::default(),
+    )
+    .unwrap();
+    within("the agent connects", dialer.established())
+        .await
+        .unwrap();
+    let h = within("find", repo.find(doc.clone()))
+        .await
+        .unwrap()
+        .expect("the agent cannot see its own feature");
+    let elsewhere = within("find", repo.find(other_doc)).await.unwrap();
+    assert!(elsewhere.is_none(), "the agent sees another feature");
+
+    let author = format!("agent:{session}");
+    edit(&h, "agent learns", |tx| {
+        feature::add_learning(tx, &learning("the agent found this", &author))
+    });
+    within(
+        "the server has the agent's change",
+        h.they_have_our_changes(dialer.connection_id().unwrap()),
+    )
+    .await;
+    // Give verification its chance, then check the author stands.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let snap = snapshot(&base, &feature).await;
+    let learned = snap["document"]["learnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["text"] == "the agent found this")
+        .cloned()
+        .expect("the agent's learning is missing");
+    assert_eq!(learned["author"], author.as_str());
+    dialer.close();
+    repo.stop().await;
+    server.stop().await.unwrap();
+}
