@@ -215,6 +215,7 @@ pub async fn start(
             api_limit: std::sync::Arc::new(crate::ratelimit::KeyedLimiter::per_minute(
                 config.api_rate_per_minute,
             )),
+            limit_audit: std::sync::Arc::new(crate::ratelimit::KeyedLimiter::per_minute(1)),
         },
         metrics,
         shutdown.clone(),

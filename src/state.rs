@@ -26,6 +26,8 @@ pub struct Identity {
     pub audit: AuditLog,
     /// API requests per user.
     pub api_limit: Arc<crate::ratelimit::KeyedLimiter>,
+    /// At most one audit record a minute per user for a flooding client.
+    pub limit_audit: Arc<crate::ratelimit::KeyedLimiter>,
 }
 
 /// Application state. Cheap to clone.
@@ -136,6 +138,11 @@ impl AppState {
     /// The per-user API rate limiter.
     pub fn api_limit(&self) -> &crate::ratelimit::KeyedLimiter {
         &self.inner.identity.api_limit
+    }
+
+    /// Throttles audit records of limit hits.
+    pub fn limit_audit(&self) -> &crate::ratelimit::KeyedLimiter {
+        &self.inner.identity.limit_audit
     }
 
     /// Metrics.

@@ -65,6 +65,20 @@ pub(super) async fn require_token(
         Ok(p) => {
             if let Err(wait) = state.api_limit().check(&p.user_id) {
                 state.metrics().limit_hit("api_rate");
+                if state.limit_audit().check(&p.user_id).is_ok() {
+                    state
+                        .audit()
+                        .record(
+                            Some(&p.user_id),
+                            None,
+                            crate::audit::AuditAction::LimitHit,
+                            format!(
+                                "more than {} API requests per minute",
+                                state.config().api_rate_per_minute
+                            ),
+                        )
+                        .await;
+                }
                 let secs = wait.as_secs().max(1);
                 let mut response = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,

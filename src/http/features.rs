@@ -230,7 +230,7 @@ pub(super) async fn enqueue(
     ApiPath(feature_id): ApiPath<String>,
     ApiJson(body): ApiJson<EnqueueBody>,
 ) -> Result<Response, ApiError> {
-    let entry = service(&state)
+    let result = service(&state)
         .enqueue(
             &feature_id,
             Enqueue {
@@ -239,7 +239,27 @@ pub(super) async fn enqueue(
             },
             &Actor::from(&who),
         )
-        .await?;
+        .await;
+    let entry = match result {
+        Ok(entry) => entry,
+        Err(e @ (FeatureError::QueueFull(..) | FeatureError::TooLarge(_))) => {
+            state.metrics().limit_hit(match e {
+                FeatureError::QueueFull(..) => "queued_prompts",
+                _ => "prompt_size",
+            });
+            state
+                .audit()
+                .record(
+                    Some(&who.user_id),
+                    Some(&feature_id),
+                    crate::audit::AuditAction::LimitHit,
+                    e.to_string(),
+                )
+                .await;
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     state
         .audit()
         .record(

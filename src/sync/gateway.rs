@@ -565,6 +565,18 @@ impl Reader<'_> {
 
     async fn reject(&self, code: u16, metric: &'static str, reason: String) {
         self.ctx.metrics.reject(metric);
+        if matches!(metric, "rate_limited" | "too_big") {
+            self.ctx.metrics.limit_hit(metric);
+            self.ctx
+                .audit
+                .record(
+                    Some(&self.principal),
+                    None,
+                    AuditAction::LimitHit,
+                    format!("sync connection of peer {}: {reason}", self.expected_peer),
+                )
+                .await;
+        }
         tracing::info!(code, reason = %reason, "closing sync connection");
         let _ = self.ctl.send(Control::Reject { code, reason }).await;
     }

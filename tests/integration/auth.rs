@@ -661,6 +661,13 @@ async fn limits_give_clear_errors_and_do_not_slow_other_users() {
         queue(&dave, "dave's first".into()).await.unwrap().status(),
         201
     );
+    let audit = audit_log(&base, &feature).await;
+    assert!(
+        audit["entries"].as_array().unwrap().iter().any(|e| {
+            e["action"] == "limit_hit" && e["detail"].as_str().unwrap().contains("unfinished")
+        }),
+        "{audit}"
+    );
 
     // A prompt over 64 KB, and a 1 MB one (over the request size limit).
     let r = queue(&dave, "x".repeat(70 * 1024)).await.unwrap();
