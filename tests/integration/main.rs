@@ -7,6 +7,7 @@
 
 mod auth;
 mod bad_input;
+mod cli;
 mod common;
 mod convergence;
 mod durability;
