@@ -432,8 +432,7 @@ async fn a_viewers_edits_are_never_stored_or_forwarded() {
     let server = start_server(dir.path()).await;
     let base = server.url().to_owned();
     let (feature, doc) = create_feature(&base, "read only for some").await;
-    let (_, viv_token) = add_user(&server, "viv").await;
-    assert_eq!(set_member(&base, &feature, "viv", "viewer").await, 200);
+    let (_, viv_token) = add_member(&server, &feature, "viv", "viewer").await;
 
     let owner = Peer::connect(&server.sync_url(), "owner").await;
     let o = owner.find(&doc).await;
@@ -520,11 +519,7 @@ async fn a_removed_contributor_stops_receiving_and_cannot_write() {
     let server = start_server(dir.path()).await;
     let base = server.url().to_owned();
     let (feature, doc) = create_feature(&base, "team work").await;
-    let (carol_id, carol_token) = add_user(&server, "carol").await;
-    assert_eq!(
-        set_member(&base, &feature, "carol", "contributor").await,
-        200
-    );
+    let (carol_id, carol_token) = add_member(&server, &feature, "carol", "contributor").await;
     // The membership is mirrored into the document for display.
     let snap = snapshot(&base, &feature).await;
     assert_eq!(
@@ -717,11 +712,7 @@ async fn limits_give_clear_errors_and_do_not_slow_other_users() {
     let dave_peer = Peer::connect_as(&server.sync_url(), &dave_token, "dave").await;
     let d = dave_peer.find(&doc).await;
     // Erin floods (carol has used up her API minute above).
-    let (_, erin_token) = add_user(&server, "erin").await;
-    assert_eq!(
-        set_member(&base, &feature, "erin", "contributor").await,
-        200
-    );
+    let (_, erin_token) = add_member(&server, &feature, "erin", "contributor").await;
     let (peer, url) = ticket(&base, &erin_token, "flood").await;
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
     let server_peer = match join_as(&mut ws, &peer).await {
@@ -801,11 +792,7 @@ async fn a_disabled_user_is_cut_off_live() {
     let server = start_server(dir.path()).await;
     let base = server.url().to_owned();
     let (feature, doc) = create_feature(&base, "cut off").await;
-    let (dave_id, dave_token) = add_user(&server, "dave").await;
-    assert_eq!(
-        set_member(&base, &feature, "dave", "contributor").await,
-        200
-    );
+    let (dave_id, dave_token) = add_member(&server, &feature, "dave", "contributor").await;
     let owner = Peer::connect(&server.sync_url(), "owner").await;
     let o = owner.find(&doc).await;
     let dave = Peer::connect_as(&server.sync_url(), &dave_token, "dave").await;
@@ -872,11 +859,7 @@ async fn an_actor_id_belongs_to_the_user_who_first_used_it() {
     let server = start_server(dir.path()).await;
     let base = server.url().to_owned();
     let (feature, doc) = create_feature(&base, "who wrote this").await;
-    let (carol_id, carol_token) = add_user(&server, "carol").await;
-    assert_eq!(
-        set_member(&base, &feature, "carol", "contributor").await,
-        200
-    );
+    let (carol_id, carol_token) = add_member(&server, &feature, "carol", "contributor").await;
 
     let owner = Peer::connect(&server.sync_url(), "owner").await;
     let o = owner.find(&doc).await;
@@ -957,11 +940,7 @@ async fn forged_authors_are_rejected_or_corrected_and_audited() {
     let base = server.url().to_owned();
     let (feature, doc) = create_feature(&base, "honest work").await;
     let session = create_session(&base, &feature, "s").await;
-    let (carol_id, carol_token) = add_user(&server, "carol").await;
-    assert_eq!(
-        set_member(&base, &feature, "carol", "contributor").await,
-        200
-    );
+    let (carol_id, carol_token) = add_member(&server, &feature, "carol", "contributor").await;
     let admin = user_id_of(&base, TOKEN).await;
 
     let carol = Peer::connect_as(&server.sync_url(), &carol_token, "carol").await;

@@ -129,6 +129,22 @@ pub async fn set_member(base: &str, feature_id: &str, user: &str, role: &str) ->
         .as_u16()
 }
 
+/// A new user who is `role` in `feature_id` (set by the first user, an
+/// owner); returns `(user_id, token)`.
+pub async fn add_member(
+    server: &RunningServer,
+    feature_id: &str,
+    handle: &str,
+    role: &str,
+) -> (String, String) {
+    let user = add_user(server, handle).await;
+    assert_eq!(
+        set_member(server.url(), feature_id, handle, role).await,
+        200
+    );
+    user
+}
+
 /// `GET /api/features/{id}/audit` as the first user (an owner).
 pub async fn audit_log(base: &str, feature_id: &str) -> Value {
     let resp = http()
