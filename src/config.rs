@@ -39,6 +39,16 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Run the scripted, offline OpenAI-compatible model on its own.
+    DevModel {
+        /// Address to listen on.
+        #[arg(
+            long,
+            env = "CANOPY_DEV_MODEL_LISTEN",
+            default_value = "127.0.0.1:18080"
+        )]
+        listen: SocketAddr,
+    },
     /// Manage API tokens (works on the data directory; the server may be running).
     Token {
         /// Where the database lives.

@@ -16,6 +16,7 @@
 //! - [`features`]: feature operations behind the API.
 //! - [`summaries`]: keeps listed titles and statuses in step with documents.
 //! - [`client`]: a samod dialer for `/sync`, used by Rust peers.
+//! - [`devmodel`]: the scripted OpenAI-compatible model (offline default).
 //! - [`metrics`], [`telemetry`]: Prometheus metrics and logging.
 
 pub mod admin;
@@ -25,6 +26,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod db;
+pub mod devmodel;
 pub mod features;
 pub mod http;
 pub mod metrics;

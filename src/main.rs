@@ -16,6 +16,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Serve(config) => serve(config).await,
+            Command::DevModel { listen } => dev_model(listen).await,
             Command::User { data, command } => {
                 print(canopy::admin::user(&data.data_dir, command).await?);
                 Ok(())
@@ -67,6 +68,22 @@ async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         }
     }
     server.wait().await.context("server stopped with an error")
+}
+
+async fn dev_model(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(on_signal(shutdown.clone()));
+    let model = canopy::devmodel::DevModel::start(listener, shutdown.clone())
+        .context("cannot start the scripted model")?;
+    print(format!(
+        "Scripted model (offline, deterministic; no API key) listening on {}\n",
+        model.base_url()
+    ));
+    shutdown.cancelled().await;
+    Ok(())
 }
 
 /// Cancel on SIGINT or SIGTERM (Docker and systemd send SIGTERM).

@@ -10,6 +10,7 @@ mod bad_input;
 mod cli;
 mod common;
 mod convergence;
+mod devmodel;
 mod durability;
 mod http_api;
 mod js_interop;
