@@ -8,20 +8,20 @@ NPM ?= npm
 DATA_DIR ?= ./canopy-data
 LISTEN ?= 127.0.0.1:8420
 
-.PHONY: run test setup js-deps build release lint fmt bench smoke clean
+.PHONY: run test setup js-deps opencode build release lint fmt bench smoke clean
 
 ## Set up and start Canopy (SQLite in $(DATA_DIR), listening on $(LISTEN)).
 run: release
 	$(CARGO) run --quiet --release --bin canopy -- serve --listen $(LISTEN) --data-dir $(DATA_DIR)
 
 ## Run every test: unit, integration (real servers, Node interop), the make-run smoke test.
-test: js-deps
+test: js-deps opencode
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --workspace --all-targets
 	$(MAKE) --no-print-directory smoke
 
-setup: js-deps
+setup: js-deps opencode
 
 ## Pinned official automerge JS packages used by the interop tests and benchmarks.
 js-deps: tests/js/node_modules/.package-lock.json
@@ -32,6 +32,14 @@ js-deps: tests/js/node_modules/.package-lock.json
 # of sync. `install` honours the lock and skips the optional helpers.
 tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package-lock.json
 	$(NPM) install --prefix tests/js --no-save --no-audit --no-fund
+	@touch $@
+
+## The pinned OpenCode agent server (sandbox/opencode), installed from npm once;
+## nothing is downloaded at run time.
+opencode: sandbox/opencode/node_modules/.package-lock.json
+
+sandbox/opencode/node_modules/.package-lock.json: sandbox/opencode/package.json sandbox/opencode/package-lock.json
+	$(NPM) install --prefix sandbox/opencode --no-save --no-audit --no-fund
 	@touch $@
 
 build:
@@ -58,4 +66,4 @@ smoke: release
 
 clean:
 	$(CARGO) clean
-	rm -rf tests/js/node_modules
+	rm -rf tests/js/node_modules sandbox/opencode/node_modules

@@ -15,5 +15,6 @@ mod durability;
 mod http_api;
 mod js_interop;
 mod offline;
+mod opencode_model;
 mod ops;
 mod storage_failure;
