@@ -17,6 +17,7 @@
 //! - [`summaries`]: keeps listed titles and statuses in step with documents.
 //! - [`client`]: a samod dialer for `/sync`, used by Rust peers.
 //! - [`devmodel`]: the scripted OpenAI-compatible model (offline default).
+//! - [`opencode`]: a client for the OpenCode agent server in each sandbox.
 //! - [`metrics`], [`telemetry`]: Prometheus metrics and logging.
 
 pub mod admin;
@@ -30,6 +31,7 @@ pub mod devmodel;
 pub mod features;
 pub mod http;
 pub mod metrics;
+pub mod opencode;
 pub mod ratelimit;
 pub mod registry;
 pub mod server;

@@ -6,7 +6,11 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use canopy::devmodel::DevModel;
+use canopy::{
+    devmodel::DevModel,
+    opencode::{Known, OpenCodeClient, OpenCodeError, Prompt},
+};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -21,115 +25,143 @@ fn opencode_bin() -> PathBuf {
     bin
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn real_opencode_writes_a_file_on_the_scripted_models_word() {
+/// A real `opencode serve` on a free loopback port, in its own home, with
+/// the scripted model as its only provider.
+struct OpenCode {
+    child: tokio::process::Child,
+    base: String,
+    password: String,
+    home: tempfile::TempDir,
+    workspace: PathBuf,
+}
+
+impl OpenCode {
+    async fn start(model: &DevModel) -> OpenCode {
+        let home = tempfile::tempdir().unwrap();
+        let workspace = home.path().join("workspace");
+        std::fs::create_dir_all(&workspace).unwrap();
+        let git = std::process::Command::new("git")
+            .args(["init", "-q"])
+            .current_dir(&workspace)
+            .status()
+            .unwrap();
+        assert!(git.success());
+        // No "$schema" key: with it, OpenCode 1.18.33 tries to fetch the
+        // schema and its routes hang without network.
+        let config = json!({
+            "autoupdate": false,
+            "share": "disabled",
+            "model": "canopy/canopy-scripted",
+            "small_model": "canopy/canopy-scripted",
+            "enabled_providers": ["canopy"],
+            "provider": {"canopy": {
+                "npm": "@ai-sdk/openai-compatible",
+                "name": "Canopy scripted model (offline)",
+                "options": {"baseURL": model.base_url(), "apiKey": "offline"},
+                "models": {"canopy-scripted": {"name": "Scripted", "tool_call": true,
+                            "limit": {"context": 100000, "output": 4096}}}
+            }},
+            "permission": {"edit": "allow", "bash": "allow", "question": "deny", "webfetch": "deny"},
+            "lsp": false,
+            "formatter": false,
+            "snapshot": false
+        });
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let password = format!("pw-{:016x}", rand::random::<u64>());
+        let child = tokio::process::Command::new(opencode_bin())
+            .args([
+                "serve",
+                "--hostname",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ])
+            .current_dir(&workspace)
+            .env("XDG_DATA_HOME", home.path().join("data"))
+            .env("XDG_CONFIG_HOME", home.path().join("config"))
+            .env("XDG_CACHE_HOME", home.path().join("cache"))
+            .env("XDG_STATE_HOME", home.path().join("state"))
+            .env("HOME", home.path())
+            .env("OPENCODE_CONFIG_CONTENT", config.to_string())
+            .env("OPENCODE_SERVER_PASSWORD", &password)
+            .env("OPENCODE_DISABLE_AUTOUPDATE", "1")
+            .env("OPENCODE_DISABLE_SHARE", "1")
+            .env("OPENCODE_DISABLE_MODELS_FETCH", "1")
+            .env("OPENCODE_DISABLE_LSP_DOWNLOAD", "1")
+            .env("OPENCODE_DISABLE_DEFAULT_PLUGINS", "1")
+            .env("OPENCODE_DISABLE_PROJECT_CONFIG", "1")
+            // Files, not pipes nobody reads (a full pipe would stall it).
+            .stdout(std::fs::File::create(home.path().join("opencode.out")).unwrap())
+            .stderr(std::fs::File::create(home.path().join("opencode.log")).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let oc = OpenCode {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            password,
+            home,
+            workspace,
+        };
+        let client = oc.client();
+        let up = tokio::time::timeout(Duration::from_secs(90), async {
+            while !client.healthy(Duration::from_secs(2)).await {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await;
+        assert!(
+            up.is_ok(),
+            "opencode did not start:\n{}\n{}",
+            std::fs::read_to_string(oc.home.path().join("opencode.log")).unwrap_or_default(),
+            std::fs::read_to_string(oc.home.path().join("opencode.out")).unwrap_or_default()
+        );
+        oc
+    }
+
+    fn client(&self) -> OpenCodeClient {
+        OpenCodeClient::new(&self.base, &self.password)
+    }
+
+    fn dir(&self) -> &str {
+        self.workspace.to_str().unwrap()
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+async fn model() -> (DevModel, CancellationToken) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let stop = CancellationToken::new();
-    let model = DevModel::start(listener, stop.clone()).unwrap();
+    (DevModel::start(listener, stop.clone()).unwrap(), stop)
+}
 
-    let home = tempfile::tempdir().unwrap();
-    let workspace = home.path().join("workspace");
-    std::fs::create_dir_all(&workspace).unwrap();
-    // No "$schema" key: with it, OpenCode 1.18.33 tries to fetch the schema
-    // and its routes hang without network.
-    let config = json!({
-        "autoupdate": false,
-        "share": "disabled",
-        "model": "canopy/canopy-scripted",
-        "small_model": "canopy/canopy-scripted",
-        "enabled_providers": ["canopy"],
-        "provider": {"canopy": {
-            "npm": "@ai-sdk/openai-compatible",
-            "name": "Canopy scripted model (offline)",
-            "options": {"baseURL": model.base_url(), "apiKey": "offline"},
-            "models": {"canopy-scripted": {"name": "Scripted", "tool_call": true,
-                        "limit": {"context": 100000, "output": 4096}}}
-        }},
-        "permission": {"edit": "allow", "bash": "allow", "question": "deny", "webfetch": "deny"},
-        "lsp": false,
-        "formatter": false,
-        "snapshot": false
-    });
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let password = format!("pw-{:016x}", rand::random::<u64>());
-    let mut child = tokio::process::Command::new(opencode_bin())
-        .args([
-            "serve",
-            "--hostname",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-        ])
-        .current_dir(&workspace)
-        .env("XDG_DATA_HOME", home.path().join("data"))
-        .env("XDG_CONFIG_HOME", home.path().join("config"))
-        .env("XDG_CACHE_HOME", home.path().join("cache"))
-        .env("XDG_STATE_HOME", home.path().join("state"))
-        .env("HOME", home.path())
-        .env("OPENCODE_CONFIG_CONTENT", config.to_string())
-        .env("OPENCODE_SERVER_PASSWORD", &password)
-        .env("OPENCODE_DISABLE_AUTOUPDATE", "1")
-        .env("OPENCODE_DISABLE_SHARE", "1")
-        .env("OPENCODE_DISABLE_MODELS_FETCH", "1")
-        .env("OPENCODE_DISABLE_LSP_DOWNLOAD", "1")
-        .env("OPENCODE_DISABLE_DEFAULT_PLUGINS", "1")
-        .env("OPENCODE_DISABLE_PROJECT_CONFIG", "1")
-        .stdout(std::fs::File::create(home.path().join("opencode.out")).unwrap())
-        // A file, not a pipe nobody reads (a full pipe would stall it).
-        .stderr(std::fs::File::create(home.path().join("opencode.log")).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .unwrap();
-    let get = |path: &str| {
-        client
-            .get(format!("{base}{path}"))
-            .basic_auth("opencode", Some(&password))
-    };
-    let post = |path: &str| {
-        client
-            .post(format!("{base}{path}"))
-            .basic_auth("opencode", Some(&password))
-    };
-
-    // Up, and it refuses anyone without the password.
-    let log = home.path().join("opencode.log");
-    let up = tokio::time::timeout(Duration::from_secs(90), async {
-        loop {
-            if let Ok(r) = get("/global/health")
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-                && r.status() == 200
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
-    .await;
-    assert!(
-        up.is_ok(),
-        "opencode did not start:\n{}\n{}",
-        std::fs::read_to_string(&log).unwrap_or_default(),
-        std::fs::read_to_string(home.path().join("opencode.out")).unwrap_or_default()
-    );
-    let r = client
-        .get(format!("{base}/global/health"))
-        .send()
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_opencode_writes_a_file_on_the_scripted_models_word() {
+    let (model, stop) = model().await;
+    let oc = OpenCode::start(&model).await;
+    // It refuses anyone without the password.
+    let r = reqwest::get(format!("{}/global/health", oc.base))
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+    assert!(
+        !OpenCodeClient::new(&oc.base, "wrong")
+            .healthy(Duration::from_secs(5))
+            .await
+    );
 
-    let dir = workspace.to_str().unwrap();
-    let session: Value = post(&format!("/session?directory={dir}"))
+    let client = reqwest::Client::new();
+    let dir = oc.dir().to_owned();
+    let session: Value = client
+        .post(format!("{}/session?directory={dir}", oc.base))
+        .basic_auth("opencode", Some(&oc.password))
         .json(&json!({}))
         .send()
         .await
@@ -140,7 +172,9 @@ async fn real_opencode_writes_a_file_on_the_scripted_models_word() {
     let sid = session["id"].as_str().expect("a session id").to_owned();
     let answer = tokio::time::timeout(
         Duration::from_secs(120),
-        post(&format!("/session/{sid}/message?directory={dir}"))
+        client
+            .post(format!("{}/session/{sid}/message?directory={dir}", oc.base))
+            .basic_auth("opencode", Some(&oc.password))
             .json(&json!({
                 "model": {"providerID": "canopy", "modelID": "canopy-scripted"},
                 "parts": [{"type": "text", "text": "write hello.txt: hi from the scripted model"}]
@@ -155,7 +189,7 @@ async fn real_opencode_writes_a_file_on_the_scripted_models_word() {
     assert_eq!(status, 200, "{answer}");
     assert!(answer["info"]["error"].is_null(), "{answer}");
     assert_eq!(
-        std::fs::read_to_string(workspace.join("hello.txt")).unwrap(),
+        std::fs::read_to_string(oc.workspace.join("hello.txt")).unwrap(),
         "hi from the scripted model"
     );
     let text: String = answer["parts"]
@@ -167,8 +201,89 @@ async fn real_opencode_writes_a_file_on_the_scripted_models_word() {
         .collect();
     assert!(text.contains("Wrote hello.txt."), "{answer}");
     assert!(model.request_count() >= 2, "the model was not asked twice");
+    oc.stop().await;
+    stop.cancel();
+}
 
-    child.start_kill().unwrap();
-    let _ = child.wait().await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_opencode_client_runs_a_prompt_and_follows_its_events() {
+    let (model, stop) = model().await;
+    let oc = OpenCode::start(&model).await;
+    let client = oc.client();
+    let dir = oc.dir().to_owned();
+    let session = client.create_session(&dir).await.unwrap();
+    let mut events = Box::pin(client.events(&dir).await.unwrap());
+    client
+        .prompt_async(
+            &session,
+            &dir,
+            &Prompt {
+                text: "write notes.md: from the Rust client".into(),
+                system: Some("You work on the feature \"client test\".".into()),
+                model: Some(("canopy".into(), "canopy-scripted".into())),
+            },
+        )
+        .await
+        .unwrap();
+    // Follow the run until the session is idle.
+    let mut deltas = String::new();
+    let mut tool_completed = false;
+    let idle = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(event) = events.next().await {
+            let event = event.unwrap();
+            match event.known() {
+                Known::PartDelta {
+                    session_id, delta, ..
+                } if session_id == session => {
+                    deltas.push_str(delta);
+                }
+                Known::PartUpdated { session_id, part }
+                    if session_id == session
+                        && part["type"] == "tool"
+                        && part["state"]["status"] == "completed" =>
+                {
+                    tool_completed = true;
+                }
+                Known::SessionIdle { session_id } if session_id == session => return true,
+                Known::SessionError { error, .. } => panic!("the run failed: {error}"),
+                _ => {}
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(idle, Ok(true), "no session.idle");
+    assert!(tool_completed, "no completed tool part seen");
+    assert!(deltas.contains("Wrote notes.md."), "streamed: {deltas:?}");
+    assert_eq!(
+        std::fs::read_to_string(oc.workspace.join("notes.md")).unwrap(),
+        "from the Rust client"
+    );
+    // Reconcile over REST: the user message and the assistant's answer.
+    let messages = client.messages(&session, &dir).await.unwrap();
+    assert_eq!(messages[0]["info"]["role"], "user");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m["info"]["role"] == "assistant" && m["info"]["finish"] == "stop")
+    );
+    let changed = client.vcs_status(&dir).await.unwrap();
+    assert!(
+        changed
+            .iter()
+            .any(|f| f["file"].as_str().is_some_and(|p| p.ends_with("notes.md"))),
+        "{changed:?}"
+    );
+    // Idle sessions are not listed as busy; aborting an idle one is fine.
+    let status = client.session_status(&dir).await.unwrap();
+    assert!(
+        status.get(&session).is_none() || status[&session]["type"] == "idle",
+        "{status}"
+    );
+    client.abort(&session, &dir).await.unwrap();
+    // Errors come back as errors.
+    let err = client.messages("ses_doesnotexist", &dir).await.unwrap_err();
+    assert!(matches!(err, OpenCodeError::Status { .. }), "{err}");
+    oc.stop().await;
     stop.cancel();
 }
