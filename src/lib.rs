@@ -18,6 +18,7 @@
 //! - [`client`]: a samod dialer for `/sync`, used by Rust peers.
 //! - [`devmodel`]: the scripted OpenAI-compatible model (offline default).
 //! - [`opencode`]: a client for the OpenCode agent server in each sandbox.
+//! - [`sandbox`]: where sessions' agents run (local processes by default).
 //! - [`metrics`], [`telemetry`]: Prometheus metrics and logging.
 
 pub mod admin;
@@ -34,6 +35,7 @@ pub mod metrics;
 pub mod opencode;
 pub mod ratelimit;
 pub mod registry;
+pub mod sandbox;
 pub mod server;
 pub mod state;
 pub mod storage;

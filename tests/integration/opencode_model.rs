@@ -9,6 +9,9 @@ use std::{path::PathBuf, time::Duration};
 use canopy::{
     devmodel::DevModel,
     opencode::{Known, OpenCodeClient, OpenCodeError, Prompt},
+    sandbox::{
+        Sandbox, SandboxBackend, SandboxSpec, local::LocalProcesses, opencode_config::ModelConfig,
+    },
 };
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -25,101 +28,44 @@ fn opencode_bin() -> PathBuf {
     bin
 }
 
-/// A real `opencode serve` on a free loopback port, in its own home, with
-/// the scripted model as its only provider.
+/// A real `opencode serve` in a local-process sandbox, with the scripted
+/// model as its only provider.
 struct OpenCode {
-    child: tokio::process::Child,
+    backend: LocalProcesses,
+    sandbox: Sandbox,
+    _root: tempfile::TempDir,
     base: String,
     password: String,
-    home: tempfile::TempDir,
     workspace: PathBuf,
 }
 
 impl OpenCode {
     async fn start(model: &DevModel) -> OpenCode {
-        let home = tempfile::tempdir().unwrap();
-        let workspace = home.path().join("workspace");
-        std::fs::create_dir_all(&workspace).unwrap();
-        let git = std::process::Command::new("git")
-            .args(["init", "-q"])
-            .current_dir(&workspace)
-            .status()
-            .unwrap();
-        assert!(git.success());
-        // No "$schema" key: with it, OpenCode 1.18.33 tries to fetch the
-        // schema and its routes hang without network.
-        let config = json!({
-            "autoupdate": false,
-            "share": "disabled",
-            "model": "canopy/canopy-scripted",
-            "small_model": "canopy/canopy-scripted",
-            "enabled_providers": ["canopy"],
-            "provider": {"canopy": {
-                "npm": "@ai-sdk/openai-compatible",
-                "name": "Canopy scripted model (offline)",
-                "options": {"baseURL": model.base_url(), "apiKey": "offline"},
-                "models": {"canopy-scripted": {"name": "Scripted", "tool_call": true,
-                            "limit": {"context": 100000, "output": 4096}}}
-            }},
-            "permission": {"edit": "allow", "bash": "allow", "question": "deny", "webfetch": "deny"},
-            "lsp": false,
-            "formatter": false,
-            "snapshot": false
-        });
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let password = format!("pw-{:016x}", rand::random::<u64>());
-        let child = tokio::process::Command::new(opencode_bin())
-            .args([
-                "serve",
-                "--hostname",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-            ])
-            .current_dir(&workspace)
-            .env("XDG_DATA_HOME", home.path().join("data"))
-            .env("XDG_CONFIG_HOME", home.path().join("config"))
-            .env("XDG_CACHE_HOME", home.path().join("cache"))
-            .env("XDG_STATE_HOME", home.path().join("state"))
-            .env("HOME", home.path())
-            .env("OPENCODE_CONFIG_CONTENT", config.to_string())
-            .env("OPENCODE_SERVER_PASSWORD", &password)
-            .env("OPENCODE_DISABLE_AUTOUPDATE", "1")
-            .env("OPENCODE_DISABLE_SHARE", "1")
-            .env("OPENCODE_DISABLE_MODELS_FETCH", "1")
-            .env("OPENCODE_DISABLE_LSP_DOWNLOAD", "1")
-            .env("OPENCODE_DISABLE_DEFAULT_PLUGINS", "1")
-            .env("OPENCODE_DISABLE_PROJECT_CONFIG", "1")
-            // Files, not pipes nobody reads (a full pipe would stall it).
-            .stdout(std::fs::File::create(home.path().join("opencode.out")).unwrap())
-            .stderr(std::fs::File::create(home.path().join("opencode.log")).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let oc = OpenCode {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            password,
-            home,
-            workspace,
-        };
-        let client = oc.client();
-        let up = tokio::time::timeout(Duration::from_secs(90), async {
-            while !client.healthy(Duration::from_secs(2)).await {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
-        .await;
-        assert!(
-            up.is_ok(),
-            "opencode did not start:\n{}\n{}",
-            std::fs::read_to_string(oc.home.path().join("opencode.log")).unwrap_or_default(),
-            std::fs::read_to_string(oc.home.path().join("opencode.out")).unwrap_or_default()
+        let root = tempfile::tempdir().unwrap();
+        let backend = LocalProcesses::new(
+            opencode_bin(),
+            root.path().to_owned(),
+            ModelConfig::scripted(&model.base_url()),
         );
-        oc
+        let sandbox = backend
+            .start(SandboxSpec {
+                session_id: canopy_protocol::ids::new_session_id(),
+                feature_id: canopy_protocol::ids::new_feature_id(),
+            })
+            .await
+            .unwrap();
+        assert!(
+            sandbox.workspace.join(".git").is_dir(),
+            "the workspace is a git repository"
+        );
+        OpenCode {
+            base: sandbox.base_url.clone(),
+            password: sandbox.password.clone(),
+            workspace: sandbox.workspace.clone(),
+            sandbox,
+            backend,
+            _root: root,
+        }
     }
 
     fn client(&self) -> OpenCodeClient {
@@ -130,9 +76,12 @@ impl OpenCode {
         self.workspace.to_str().unwrap()
     }
 
-    async fn stop(mut self) {
-        let _ = self.child.start_kill();
-        let _ = self.child.wait().await;
+    async fn stop(self) {
+        self.backend.stop(&self.sandbox.session_id).await.unwrap();
+        assert!(
+            !self.client().healthy(Duration::from_secs(2)).await,
+            "OpenCode still answers after stop"
+        );
     }
 }
 
@@ -286,4 +235,31 @@ async fn the_opencode_client_runs_a_prompt_and_follows_its_events() {
     assert!(matches!(err, OpenCodeError::Status { .. }), "{err}");
     oc.stop().await;
     stop.cancel();
+}
+
+#[tokio::test]
+async fn a_local_sandbox_refuses_bad_session_ids() {
+    let root = tempfile::tempdir().unwrap();
+    let backend = LocalProcesses::new(
+        opencode_bin(),
+        root.path().to_owned(),
+        ModelConfig::scripted("http://127.0.0.1:9/v1"),
+    );
+    for bad in ["../../etc", "ses_", "", "ses_aaaaaaaaaaaaaaaaaaaa/../x"] {
+        let err = backend
+            .start(SandboxSpec {
+                session_id: bad.into(),
+                feature_id: "ftr_aaaaaaaaaaaaaaaaaaaa".into(),
+            })
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not a session id"), "{bad}: {err}");
+    }
+    assert_eq!(
+        std::fs::read_dir(root.path()).unwrap().count(),
+        0,
+        "nothing was created"
+    );
+    // Stopping what is not running is fine.
+    backend.stop("ses_aaaaaaaaaaaaaaaaaaaa").await.unwrap();
 }
