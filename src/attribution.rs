@@ -39,6 +39,50 @@ pub enum AttributionError {
 pub struct Attribution {
     db: Database,
     actors: Arc<RwLock<HashMap<String, String>>>,
+    origins: tokio::sync::mpsc::UnboundedSender<Origin>,
+}
+
+/// One `change_origins` row.
+#[derive(Debug)]
+struct Origin {
+    document: String,
+    hash: String,
+    user: String,
+    peer: String,
+    at: i64,
+}
+
+/// How long origin rows wait to be written together: one write job for a
+/// burst of changes, instead of one (and often one commit) per message on
+/// the sync hot path.
+const ORIGIN_BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Write origin rows in batches until every sender is gone.
+async fn write_origins(db: Database, mut rx: tokio::sync::mpsc::UnboundedReceiver<Origin>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        tokio::time::sleep(ORIGIN_BATCH_WINDOW).await;
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        let batch = Arc::new(batch);
+        let rows = batch.clone();
+        let result = db
+            .write(96 * rows.len(), move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "INSERT INTO change_origins (document_id, change_hash, user_id, peer_id, received_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                )?;
+                for o in rows.iter() {
+                    stmt.execute(params![o.document, o.hash, o.user, o.peer, o.at])?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, rows = batch.len(), "cannot record change origins");
+        }
+    }
 }
 
 impl Attribution {
@@ -53,9 +97,12 @@ impl Attribution {
                 Ok(rows)
             })
             .await?;
+        let (origins, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(write_origins(db.clone(), rx));
         Ok(Attribution {
             db,
             actors: Arc::new(RwLock::new(rows)),
+            origins,
         })
     }
 
@@ -128,32 +175,21 @@ impl Attribution {
     }
 
     /// Record that `peer` (of `user`) delivered these changes of `document`.
-    /// Not awaited, so it adds no latency: a crash in the moment between a
-    /// change being stored and its origin being stored loses the origin
-    /// record, never the change.
+    /// Queued and written in batches, so it adds no latency: a crash in the
+    /// moment between a change being stored and its origin being stored
+    /// loses the origin record, never the change.
     pub fn record_origins(&self, document: &str, user: &str, peer: &str, hashes: Vec<String>) {
-        if hashes.is_empty() {
-            return;
-        }
-        let db = self.db.clone();
-        let (doc, user, peer) = (document.to_owned(), user.to_owned(), peer.to_owned());
         let now = canopy_protocol::unix_ms_now();
-        tokio::spawn(async move {
-            let result = db
-                .write(96 * hashes.len(), move |conn| {
-                    let mut stmt = conn.prepare_cached(
-                        "INSERT INTO change_origins (document_id, change_hash, user_id, peer_id, received_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
-                    )?;
-                    for h in &hashes {
-                        stmt.execute(params![doc, h, user, peer, now])?;
-                    }
-                    Ok(())
-                })
-                .await;
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "cannot record change origins");
-            }
-        });
+        for hash in hashes {
+            // The writer lives as long as any handle; a send fails only
+            // while the server shuts down.
+            let _ = self.origins.send(Origin {
+                document: document.to_owned(),
+                hash,
+                user: user.to_owned(),
+                peer: peer.to_owned(),
+                at: now,
+            });
+        }
     }
 }
