@@ -126,6 +126,13 @@ pub enum TokenCommand {
     },
 }
 
+/// Sandbox backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SandboxKind {
+    /// Local processes (the embedded default; no isolation).
+    Local,
+}
+
 /// Log formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -222,6 +229,45 @@ pub struct ServerConfig {
     #[arg(long, env = "CANOPY_MAX_PROMPT_BYTES", default_value_t = 64 << 10, value_parser = clap::value_parser!(u32).range(1..=(1 << 20)))]
     pub max_prompt_bytes: u32,
 
+    /// Run agents: turn queue entries into OpenCode runs in sandboxes.
+    /// `false` serves documents only (queued prompts wait).
+    #[arg(long, env = "CANOPY_DISPATCH", default_value_t = true, action = clap::ArgAction::Set)]
+    pub dispatch: bool,
+
+    /// Where sandboxes run. `local`: plain processes on this machine, which
+    /// isolate nothing (one trusted user on a laptop).
+    #[arg(long, env = "CANOPY_SANDBOX", value_enum, default_value_t = SandboxKind::Local)]
+    pub sandbox: SandboxKind,
+
+    /// The OpenCode binary (installed by `make opencode`, pinned in
+    /// `sandbox/opencode`).
+    #[arg(
+        long,
+        env = "CANOPY_OPENCODE_BIN",
+        default_value = "sandbox/opencode/node_modules/.bin/opencode"
+    )]
+    pub opencode_bin: PathBuf,
+
+    /// An OpenAI-compatible model endpoint (`http://…/v1`) for the agents,
+    /// e.g. a separately run `canopy dev-model`. Default: a real provider
+    /// when `ANTHROPIC_API_KEY` or `OPENAI_API_KEY` is set, else the
+    /// embedded offline scripted model.
+    #[arg(long, env = "CANOPY_MODEL_URL")]
+    pub model_url: Option<String>,
+
+    /// The model, as `provider/model` (e.g. `anthropic/claude-sonnet-4-5`);
+    /// default: the provider's default model.
+    #[arg(long, env = "CANOPY_MODEL")]
+    pub model: Option<String>,
+
+    /// Anthropic API key: agents use Anthropic's models.
+    #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
+    pub anthropic_api_key: Option<String>,
+
+    /// OpenAI API key: agents use OpenAI's models (when no Anthropic key).
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub openai_api_key: Option<String>,
+
     /// Timeout for one HTTP API request, in seconds.
     #[arg(long, env = "CANOPY_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_secs: u64,
@@ -285,6 +331,11 @@ impl ServerConfig {
             ping_interval: Duration::from_secs((self.sync_idle_timeout_secs / 3).max(1)),
             ..SyncLimits::default()
         }
+    }
+
+    /// Where local sandboxes keep their workspaces.
+    pub fn sandboxes_dir(&self) -> PathBuf {
+        self.data_dir.join("sandboxes")
     }
 
     pub(crate) fn shutdown_timeout(&self) -> Duration {

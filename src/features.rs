@@ -470,6 +470,35 @@ impl FeatureService {
         Ok((session_id, session))
     }
 
+    /// Check that `session_id` exists in the feature and that `actor` may
+    /// see it (or change it, with `write`).
+    pub async fn check_session(
+        &self,
+        feature_id: &str,
+        session_id: &str,
+        actor: &Actor,
+        write: bool,
+    ) -> Result<(), FeatureError> {
+        if write {
+            self.require_write(feature_id, actor)?;
+        } else {
+            self.role(feature_id, actor)?;
+        }
+        if !ids::is_valid_id(ids::SESSION_PREFIX, session_id) {
+            return Err(FeatureError::SessionNotFound(session_id.to_owned()));
+        }
+        let (_, handle) = self.handle(feature_id).await?;
+        let sid = session_id.to_owned();
+        let exists = handle
+            .with_document_async(move |doc| feature::read_session(doc, &sid).is_some())
+            .await?;
+        if exists {
+            Ok(())
+        } else {
+            Err(FeatureError::SessionNotFound(session_id.to_owned()))
+        }
+    }
+
     /// Append a prompt to the queue, as `queued`.
     #[tracing::instrument(skip(self, input, actor), fields(session_id = %input.session_id))]
     pub async fn enqueue(

@@ -29,6 +29,7 @@ pub mod client;
 pub mod config;
 pub mod db;
 pub mod devmodel;
+pub mod dispatch;
 pub mod features;
 pub mod http;
 pub mod metrics;

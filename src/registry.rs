@@ -216,6 +216,50 @@ impl Registry {
         Ok(())
     }
 
+    /// Share a session's transcript document with the feature's members
+    /// (the same ACL as the feature).
+    pub async fn register_transcript(
+        &self,
+        feature_id: &str,
+        doc: DocumentId,
+        created_at: i64,
+    ) -> Result<(), RegistryError> {
+        let (f, d) = (feature_id.to_owned(), doc.to_string());
+        self.db
+            .write(128, move |conn| {
+                conn.execute(
+                    "INSERT OR IGNORE INTO documents (document_id, kind, feature_id, created_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![d, DocKind::Transcript.as_str(), f, created_at],
+                )?;
+                Ok(())
+            })
+            .await?;
+        self.shared
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                doc,
+                SharedDoc {
+                    kind: DocKind::Transcript,
+                    feature_id: feature_id.to_owned(),
+                },
+            );
+        self.version.send_modify(|v| *v += 1);
+        Ok(())
+    }
+
+    /// Every shared document of `kind`, with its feature.
+    pub fn documents_of_kind(&self, kind: DocKind) -> Vec<(DocumentId, String)> {
+        self.shared
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, s)| s.kind == kind)
+            .map(|(d, s)| (d.clone(), s.feature_id.clone()))
+            .collect()
+    }
+
     /// One feature.
     pub async fn feature(&self, feature_id: &str) -> Result<Option<FeatureRecord>, RegistryError> {
         let id = feature_id.to_owned();

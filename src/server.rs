@@ -188,6 +188,25 @@ pub async fn start(
         &background,
     );
     background.spawn(refresh_disabled_users(members.clone(), shutdown.clone()));
+    let agents = if config.dispatch {
+        let (dispatcher, info) = crate::dispatch::setup::start(
+            &config,
+            crate::dispatch::setup::Services {
+                repo: hub.repo().clone(),
+                registry: registry.clone(),
+                members: members.clone(),
+                attribution: attribution.clone(),
+                audit: audit.clone(),
+                db: db.clone(),
+            },
+            shutdown.clone(),
+        )
+        .await?;
+        Some(crate::state::Agents { dispatcher, info })
+    } else {
+        tracing::info!("agents disabled (--dispatch false): queued prompts wait");
+        None
+    };
     let features = FeatureService::new(
         registry.clone(),
         members,
@@ -218,6 +237,7 @@ pub async fn start(
             limit_audit: std::sync::Arc::new(crate::ratelimit::KeyedLimiter::per_minute(1)),
         },
         metrics,
+        agents.clone(),
         shutdown.clone(),
     );
     let router = http::router(state.clone());
@@ -239,6 +259,15 @@ pub async fn start(
             .is_err()
         {
             tracing::warn!("background tasks did not stop in time");
+        }
+        if let Some(agents) = agents {
+            tracing::info!("shutting down: stopping sandboxes");
+            if tokio::time::timeout(timeout, agents.dispatcher.shutdown())
+                .await
+                .is_err()
+            {
+                tracing::warn!("sandboxes did not stop in time");
+            }
         }
         hub.stop(timeout).await;
         tracing::info!("shutting down: closing the database");

@@ -46,7 +46,17 @@ struct Inner {
     features: FeatureService,
     identity: Identity,
     metrics: Arc<Metrics>,
+    agents: Option<Agents>,
     shutdown: CancellationToken,
+}
+
+/// The dispatcher and what it runs with, when agents are enabled.
+#[derive(Debug, Clone)]
+pub struct Agents {
+    /// The dispatcher.
+    pub dispatcher: crate::dispatch::Dispatcher,
+    /// Model and sandbox, for `GET /api/agent`.
+    pub info: crate::dispatch::setup::AgentInfo,
 }
 
 impl AppState {
@@ -60,6 +70,7 @@ impl AppState {
         features: FeatureService,
         identity: Identity,
         metrics: Arc<Metrics>,
+        agents: Option<Agents>,
         shutdown: CancellationToken,
     ) -> Self {
         AppState {
@@ -72,6 +83,7 @@ impl AppState {
                 features,
                 identity,
                 metrics,
+                agents,
                 shutdown,
             }),
         }
@@ -148,6 +160,11 @@ impl AppState {
     /// Metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The dispatcher, unless agents are disabled.
+    pub fn agents(&self) -> Option<&Agents> {
+        self.inner.agents.as_ref()
     }
 
     /// Cancelled when the server shuts down.

@@ -98,6 +98,36 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (document_id, change_hash)
     ) WITHOUT ROWID;
     ",
+    // 4: agent sessions. Which OpenCode session and transcript document serve
+    // a Canopy session, which OpenCode message each dispatched queue entry
+    // became (what a restarted server needs to re-attach to a run), and the
+    // full tool outputs that transcripts only keep the start of.
+    "
+    CREATE TABLE agent_sessions (
+        session_id          TEXT PRIMARY KEY NOT NULL,
+        feature_id          TEXT NOT NULL REFERENCES features (feature_id),
+        opencode_session    TEXT,
+        transcript_document TEXT,
+        updated_at          INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE runs (
+        queue_entry      TEXT PRIMARY KEY NOT NULL,
+        feature_id       TEXT NOT NULL,
+        session_id       TEXT NOT NULL,
+        opencode_session TEXT NOT NULL,
+        message_id       TEXT NOT NULL,
+        started_at       INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE tool_outputs (
+        session_id TEXT NOT NULL,
+        part_id    TEXT NOT NULL,
+        feature_id TEXT NOT NULL,
+        tool       TEXT NOT NULL,
+        output     TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (session_id, part_id)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.

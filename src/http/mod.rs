@@ -7,6 +7,7 @@ mod extract;
 mod features;
 mod members;
 mod ops;
+mod sessions;
 
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,15 @@ pub fn router(state: AppState) -> Router {
             post(features::create_session),
         )
         .route("/features/{feature_id}/queue", post(features::enqueue))
+        .route(
+            "/features/{feature_id}/sessions/{session_id}/stop",
+            post(sessions::stop),
+        )
+        .route(
+            "/features/{feature_id}/sessions/{session_id}/tool-outputs/{part_id}",
+            get(sessions::tool_output),
+        )
+        .route("/agent", get(sessions::info))
         .route("/features/{feature_id}/members", get(members::list))
         .route(
             "/features/{feature_id}/members/{user}",

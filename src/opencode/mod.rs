@@ -64,11 +64,23 @@ pub struct Prompt {
     pub system: Option<String>,
     /// `(providerID, modelID)`; default: the configured model.
     pub model: Option<(String, String)>,
+    /// The user message's id (`msg_…`, see [`ascending_id`]), chosen by the
+    /// caller so a re-attaching dispatcher knows which message is its own.
+    pub message_id: Option<String>,
+    /// The id of the prompt's text part (`prt_…`).
+    pub part_id: Option<String>,
 }
 
 impl Prompt {
     fn body(&self) -> Value {
-        let mut body = json!({ "parts": [{ "type": "text", "text": self.text }] });
+        let mut part = json!({ "type": "text", "text": self.text });
+        if let Some(id) = &self.part_id {
+            part["id"] = json!(id);
+        }
+        let mut body = json!({ "parts": [part] });
+        if let Some(id) = &self.message_id {
+            body["messageID"] = json!(id);
+        }
         if let Some(system) = &self.system {
             body["system"] = json!(system);
         }
@@ -285,6 +297,31 @@ impl OpenCodeClient {
     }
 }
 
+/// A new id in OpenCode's ascending format: `<prefix>_`, 12 hex digits of
+/// `(unix ms × 4096 + counter) mod 2⁴⁸`, 14 random base62 characters.
+/// OpenCode orders messages and parts by id, so ids Canopy picks must sort
+/// after the ones OpenCode made before them.
+pub fn ascending_id(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let ms = u64::try_from(canopy_protocol::unix_ms_now()).unwrap_or(0);
+    // Strictly increasing across calls, even within one millisecond.
+    let mut prev = LAST.load(Ordering::Relaxed);
+    let value = loop {
+        let next = (ms * 0x1000).max(prev + 1);
+        match LAST.compare_exchange(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => break next,
+            Err(p) => prev = p,
+        }
+    };
+    let mut id = format!("{prefix}_{:012x}", value & 0xFFFF_FFFF_FFFF);
+    for _ in 0..14 {
+        id.push(BASE62[rand::random_range(0..BASE62.len())] as char);
+    }
+    id
+}
+
 /// Percent-encode a query value.
 fn urlencode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -303,6 +340,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ascending_ids_sort_in_creation_order() {
+        let ids: Vec<String> = (0..1000).map(|_| ascending_id("msg")).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
+        assert!(
+            ids.iter()
+                .all(|i| i.len() == 4 + 26 && i.starts_with("msg_"))
+        );
+    }
+
+    #[test]
     fn directories_are_encoded_into_the_query() {
         let c = OpenCodeClient::new("http://127.0.0.1:1/", "pw");
         assert_eq!(
@@ -317,7 +366,8 @@ mod tests {
             Prompt {
                 text: "hi".into(),
                 system: Some("ctx".into()),
-                model: Some(("canopy".into(), "m".into()))
+                model: Some(("canopy".into(), "m".into())),
+                ..Prompt::default()
             }
             .body(),
             json!({"parts":[{"type":"text","text":"hi"}],"system":"ctx","model":{"providerID":"canopy","modelID":"m"}})

@@ -1,6 +1,10 @@
 //! Sandboxes: where a session's agent (OpenCode) runs, with its workspace.
 //! Backends implement [`SandboxBackend`]; the embedded default runs local
 //! processes ([`local`]), the Docker backend comes next.
+//!
+//! A sandbox outlives the server process that started it: after a crash the
+//! next server [`SandboxBackend::reconcile`]s, adopting the sandboxes that
+//! still answer (so runs in flight continue) and stopping the rest.
 
 pub mod local;
 pub mod opencode_config;
@@ -9,6 +13,15 @@ use std::path::PathBuf;
 
 use futures::future::BoxFuture;
 
+/// The repository a session works on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoSpec {
+    /// Clone URL.
+    pub url: String,
+    /// Branch to check out (the feature branch if set, else the base branch).
+    pub branch: String,
+}
+
 /// What a sandbox is for.
 #[derive(Debug, Clone)]
 pub struct SandboxSpec {
@@ -16,19 +29,31 @@ pub struct SandboxSpec {
     pub session_id: String,
     /// The feature the session belongs to.
     pub feature_id: String,
+    /// The repository to clone into the workspace; `None` (or an
+    /// unreachable one) gives an empty repository.
+    pub repo: Option<RepoSpec>,
 }
 
 /// A running sandbox: where its OpenCode listens and how to reach it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sandbox {
     /// The session it runs.
     pub session_id: String,
+    /// The feature the session belongs to.
+    pub feature_id: String,
     /// OpenCode's base URL (loopback).
     pub base_url: String,
     /// OpenCode's per-sandbox password (Basic auth, user `opencode`).
     pub password: String,
     /// The workspace directory (a git repository).
     pub workspace: PathBuf,
+    /// The backend's name (`local`, `docker`), as the document shows it.
+    pub backend: String,
+    /// The branch checked out in the workspace, if any.
+    pub branch: Option<String>,
+    /// Why the workspace is an empty repository although a repository was
+    /// asked for (the clone failed), for the session to show.
+    pub clone_error: Option<String>,
 }
 
 /// Sandbox errors.
@@ -47,9 +72,24 @@ pub enum SandboxError {
 
 /// Runs sandboxes.
 pub trait SandboxBackend: Send + Sync + std::fmt::Debug {
-    /// Start (or restart) the sandbox of `spec.session_id`; returns once its
-    /// OpenCode answers its health check.
+    /// The backend's name (`local`, `docker`).
+    fn name(&self) -> &'static str;
+    /// Start the sandbox of `spec.session_id` (reusing its workspace if it
+    /// has one); returns once its OpenCode answers its health check. A
+    /// sandbox already running for the session is stopped first.
     fn start(&self, spec: SandboxSpec) -> BoxFuture<'_, Result<Sandbox, SandboxError>>;
-    /// Stop it; stopping a sandbox that is not running is not an error.
+    /// Stop it; stopping a sandbox that is not running is not an error. The
+    /// workspace is kept.
     fn stop(&self, session_id: &str) -> BoxFuture<'_, Result<(), SandboxError>>;
+    /// Whether the sandbox's processes are still there (cheap; no health
+    /// request).
+    fn alive(&self, session_id: &str) -> BoxFuture<'_, bool>;
+    /// At server start: find sandboxes left by a previous server process;
+    /// adopt those that answer their health check (returned) and stop the
+    /// rest.
+    fn reconcile(&self) -> BoxFuture<'_, Result<Vec<Sandbox>, SandboxError>>;
+    /// Stop the sandbox and delete its workspace.
+    fn remove(&self, session_id: &str) -> BoxFuture<'_, Result<(), SandboxError>>;
+    /// Stop every sandbox this backend runs (server shutdown).
+    fn stop_all(&self) -> BoxFuture<'_, ()>;
 }

@@ -6,17 +6,36 @@
 use serde_json::{Value, json};
 
 /// Which model the sandbox's OpenCode talks to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ModelConfig {
-    /// Provider key in the config (`canopy` for the scripted model).
+    /// Provider key in the config (`canopy` for the scripted model,
+    /// `anthropic`, `openai` for OpenCode's built-in providers).
     pub provider: String,
     /// Model key.
     pub model: String,
-    /// OpenAI-compatible base URL (`http://…/v1`).
-    pub base_url: String,
-    /// API key to send (the scripted model ignores it).
-    pub api_key: String,
+    /// OpenAI-compatible base URL (`http://…/v1`) of a provider Canopy
+    /// declares; `None` for a provider built into OpenCode.
+    pub base_url: Option<String>,
+    /// Environment for the sandbox's OpenCode (the provider's API key). Kept
+    /// out of the config text, documents and logs.
+    pub env: Vec<(String, String)>,
 }
+
+impl std::fmt::Debug for ModelConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelConfig")
+            .field("provider", &self.provider)
+            .field("model", &self.model)
+            .field("base_url", &self.base_url)
+            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// The model a real provider's key selects when no model is named.
+pub const DEFAULT_ANTHROPIC_MODEL: &str = "claude-sonnet-4-5";
+/// The model an OpenAI key selects when no model is named.
+pub const DEFAULT_OPENAI_MODEL: &str = "gpt-4.1";
 
 impl ModelConfig {
     /// The scripted, offline model at `base_url`.
@@ -24,8 +43,38 @@ impl ModelConfig {
         ModelConfig {
             provider: "canopy".into(),
             model: crate::devmodel::MODEL_ID.into(),
-            base_url: base_url.to_owned(),
-            api_key: "offline".into(),
+            base_url: Some(base_url.to_owned()),
+            env: vec![],
+        }
+    }
+
+    /// A provider built into OpenCode (`anthropic`, `openai`), whose key
+    /// OpenCode reads from `key_var`.
+    pub fn builtin(provider: &str, model: &str, key_var: &str, key: &str) -> Self {
+        ModelConfig {
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+            base_url: None,
+            env: vec![(key_var.to_owned(), key.to_owned())],
+        }
+    }
+
+    /// Whether this is Canopy's scripted model.
+    pub fn is_scripted(&self) -> bool {
+        self.provider == "canopy"
+    }
+
+    /// `provider/model`, as OpenCode names it.
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.provider, self.model)
+    }
+
+    /// For logs and the UI.
+    pub fn label(&self) -> String {
+        if self.is_scripted() {
+            "offline scripted model (no API key set; answers from the prompt's script)".into()
+        } else {
+            self.full_name()
         }
     }
 }
@@ -35,22 +84,13 @@ impl ModelConfig {
 /// There is deliberately no `"$schema"` key: OpenCode 1.18.33 tries to
 /// fetch it, and without network its routes then hang.
 pub fn opencode_config(model: &ModelConfig) -> Value {
-    let full = format!("{}/{}", model.provider, model.model);
-    json!({
+    let full = model.full_name();
+    let mut config = json!({
         "autoupdate": false,
         "share": "disabled",
         "model": full,
         "small_model": full,
         "enabled_providers": [model.provider],
-        "provider": { model.provider.clone(): {
-            "npm": "@ai-sdk/openai-compatible",
-            "name": model.provider,
-            "options": { "baseURL": model.base_url, "apiKey": model.api_key },
-            "models": { model.model.clone(): {
-                "name": model.model, "tool_call": true,
-                "limit": { "context": 200000, "output": 8192 }
-            }}
-        }},
         // Edits and commands are the agent's job inside its sandbox; nobody
         // is there to answer a question, and the web is out of bounds.
         "permission": {
@@ -60,7 +100,19 @@ pub fn opencode_config(model: &ModelConfig) -> Value {
         "lsp": false,
         "formatter": false,
         "snapshot": false
-    })
+    });
+    if let Some(base_url) = &model.base_url {
+        config["provider"] = json!({ model.provider.clone(): {
+            "npm": "@ai-sdk/openai-compatible",
+            "name": model.provider,
+            "options": { "baseURL": base_url, "apiKey": "offline" },
+            "models": { model.model.clone(): {
+                "name": model.model, "tool_call": true,
+                "limit": { "context": 200000, "output": 8192 }
+            }}
+        }});
+    }
+    config
 }
 
 /// Environment for `opencode serve` that keeps it from reaching out.
@@ -87,5 +139,18 @@ mod tests {
             "http://127.0.0.1:9/v1"
         );
         assert_eq!(c["permission"]["question"], "deny");
+    }
+
+    #[test]
+    fn a_builtin_provider_keeps_its_key_out_of_the_config() {
+        let m = ModelConfig::builtin("anthropic", "claude-x", "ANTHROPIC_API_KEY", "sk-secret");
+        let c = opencode_config(&m).to_string();
+        assert!(!c.contains("sk-secret"), "{c}");
+        assert!(c.contains("anthropic/claude-x"), "{c}");
+        assert!(!format!("{m:?}").contains("sk-secret"));
+        assert_eq!(
+            m.env,
+            vec![("ANTHROPIC_API_KEY".into(), "sk-secret".into())]
+        );
     }
 }

@@ -2,7 +2,8 @@
 //! sidecar and third-party clients (including JS clients built on the
 //! official `@automerge/automerge` and `@automerge/automerge-repo`).
 //!
-//! Each Feature is one Automerge document, synced over the automerge-repo
+//! Each Feature is one Automerge document (and each agent session's
+//! transcript another), synced over the automerge-repo
 //! protocol. This crate defines what is *in* that document and how to read
 //! and write it safely from Rust, the ephemeral messages that travel next to
 //! it, and the envelope of the wire protocol. The human-readable
@@ -14,6 +15,10 @@
 //! - [`feature`]: the Feature document (schema 1): typed values,
 //!   [`feature::read`]/[`feature::read_at`], cheap partial readers, the
 //!   constructor [`feature::new_feature_document`] and one writer per edit.
+//! - [`transcript`]: the Transcript document (schema 1, one per session):
+//!   what the agent did, written by the server with sorted, idempotent
+//!   upserts ([`transcript::upsert_message`], [`transcript::upsert_part`])
+//!   and read with [`transcript::read`].
 //! - [`value`]: [`value::DocView`], the tolerant reader underneath, at the
 //!   current state or at any past heads.
 //! - [`migrate`]: [`SCHEMA_VERSION`] and the migration table.
@@ -32,6 +37,7 @@ pub mod feature;
 pub mod ids;
 pub mod migrate;
 mod string_enum;
+pub mod transcript;
 pub mod value;
 pub mod wire;
 

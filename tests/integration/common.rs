@@ -36,6 +36,29 @@ pub const TOKEN: &str = "canopy_testtokenaaaaaaaaaaa_AAAAAAAAAAAAAAAAAAAAAAAAAAA
 pub fn config_for(dir: &Path) -> ServerConfig {
     let mut config = ServerConfig::for_data_dir(dir);
     config.bootstrap_token = Some(TOKEN.to_owned());
+    // Agents only where a test asks for them (`agent_config`): a queued
+    // prompt elsewhere must stay queued, not start OpenCode.
+    config.dispatch = false;
+    config
+}
+
+/// The pinned OpenCode binary; fails loudly when `make opencode` has not run.
+pub fn opencode_bin() -> PathBuf {
+    let bin = repo_root().join("sandbox/opencode/node_modules/.bin/opencode");
+    assert!(
+        bin.exists(),
+        "OpenCode is not installed: run `make opencode` (make test does)"
+    );
+    bin
+}
+
+/// A server that runs agents in local sandboxes against the model at
+/// `model_url` (a test's own `DevModel`).
+pub fn agent_config(dir: &Path, model_url: &str) -> ServerConfig {
+    let mut config = config_for(dir);
+    config.dispatch = true;
+    config.opencode_bin = opencode_bin();
+    config.model_url = Some(model_url.to_owned());
     config
 }
 
@@ -345,6 +368,12 @@ impl ServerProcess {
             .arg(TOKEN)
             .args(extra)
             .env("CANOPY_LOG", "warn")
+            // As in `config_for`: agents only when `extra` says `--dispatch true`.
+            .env("CANOPY_DISPATCH", "false")
+            .env(
+                "CANOPY_OPENCODE_BIN",
+                repo_root().join("sandbox/opencode/node_modules/.bin/opencode"),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)

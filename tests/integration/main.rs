@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, unreachable_pub)]
 
+mod agents;
 mod auth;
 mod bad_input;
 mod cli;
@@ -17,4 +18,5 @@ mod js_interop;
 mod offline;
 mod opencode_model;
 mod ops;
+mod sandbox_local;
 mod storage_failure;

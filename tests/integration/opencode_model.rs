@@ -19,15 +19,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::common::*;
 
-fn opencode_bin() -> PathBuf {
-    let bin = repo_root().join("sandbox/opencode/node_modules/.bin/opencode");
-    assert!(
-        bin.exists(),
-        "OpenCode is not installed: run `make opencode` (make test does)"
-    );
-    bin
-}
-
 /// A real `opencode serve` in a local-process sandbox, with the scripted
 /// model as its only provider.
 struct OpenCode {
@@ -51,6 +42,7 @@ impl OpenCode {
             .start(SandboxSpec {
                 session_id: canopy_protocol::ids::new_session_id(),
                 feature_id: canopy_protocol::ids::new_feature_id(),
+                repo: None,
             })
             .await
             .unwrap();
@@ -170,6 +162,7 @@ async fn the_opencode_client_runs_a_prompt_and_follows_its_events() {
                 text: "write notes.md: from the Rust client".into(),
                 system: Some("You work on the feature \"client test\".".into()),
                 model: Some(("canopy".into(), "canopy-scripted".into())),
+                ..Prompt::default()
             },
         )
         .await
@@ -250,6 +243,7 @@ async fn a_local_sandbox_refuses_bad_session_ids() {
             .start(SandboxSpec {
                 session_id: bad.into(),
                 feature_id: "ftr_aaaaaaaaaaaaaaaaaaaa".into(),
+                repo: None,
             })
             .await
             .unwrap_err();

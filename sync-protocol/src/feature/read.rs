@@ -298,6 +298,19 @@ pub fn unfinished_queue_entries_by<D: ReadDoc + ?Sized>(
         .count()
 }
 
+/// Every queue entry in list order with the id of its map object (whose
+/// actor tells who created it): what the server checks authorship with.
+pub fn queue_entries_with_objects<D: ReadDoc + ?Sized>(doc: &D) -> Vec<(ObjId, QueueEntry)> {
+    let v = DocView::new(doc, None);
+    v.maps_in(&ROOT, "queue")
+        .into_iter()
+        .map(|q| {
+            let entry = queue_entry(v, &q);
+            (q, entry)
+        })
+        .collect()
+}
+
 /// The first `queued` entry of `session_id` in queue order: the next prompt
 /// to dispatch.
 pub fn next_queued<D: ReadDoc + ?Sized>(doc: &D, session_id: &str) -> Option<QueueEntry> {

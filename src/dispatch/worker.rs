@@ -1,0 +1,1075 @@
+//! One session's worker: runs its queue entries one at a time.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use automerge::Automerge;
+use canopy_protocol::{
+    ChangeMeta,
+    ephemeral::{AgentOutput, Ephemeral, OutputKind},
+    feature::{self, QueueEntry, QueueStatus, QueueUpdate, SessionStatus, Writer},
+    transcript::{self, NewTranscript, PartKind},
+    unix_ms_now,
+};
+use futures::{Stream, StreamExt};
+use samod::DocHandle;
+use serde_json::Value;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Deps, context,
+    store::Run,
+    transcript::{self as convert, Origin},
+};
+use crate::{
+    opencode::{self, Event, Known, OpenCodeClient, OpenCodeError, Prompt},
+    sandbox::{RepoSpec, Sandbox, SandboxSpec},
+};
+
+/// OpenCode sends a heartbeat every 10 s; this long without any event
+/// means the stream is dead even if the socket is not closed.
+const EVENT_SILENCE: Duration = Duration::from_secs(30);
+/// How often a run checks that its sandbox's processes are still there.
+const LIVENESS_EVERY: Duration = Duration::from_secs(1);
+
+type Events = std::pin::Pin<Box<dyn Stream<Item = Result<Event, OpenCodeError>> + Send>>;
+
+/// How a run ended, as the queue entry will record it.
+#[derive(Debug, Clone, PartialEq)]
+enum Outcome {
+    Done,
+    Failed(String),
+    Cancelled,
+}
+
+/// Why following a run stopped.
+enum Followed {
+    /// OpenCode says the session is idle: settle from its messages.
+    Idle,
+    /// OpenCode's process is gone.
+    SandboxDied,
+    /// The server is stopping; the run stays in flight for the next one.
+    Shutdown,
+}
+
+pub(super) struct Worker {
+    deps: Deps,
+    feature: DocHandle,
+    feature_id: String,
+    session_id: String,
+    sandbox: Option<Sandbox>,
+    opencode_session: Option<String>,
+    transcript: Option<DocHandle>,
+    kick: Arc<Notify>,
+    stop: mpsc::UnboundedReceiver<String>,
+    current: Arc<Mutex<Option<String>>>,
+    shutdown: CancellationToken,
+}
+
+impl Worker {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        deps: Deps,
+        feature: DocHandle,
+        feature_id: String,
+        session_id: String,
+        adopted: Option<Sandbox>,
+        kick: Arc<Notify>,
+        stop: mpsc::UnboundedReceiver<String>,
+        current: Arc<Mutex<Option<String>>>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Worker {
+            deps,
+            feature,
+            feature_id,
+            session_id,
+            sandbox: adopted,
+            opencode_session: None,
+            transcript: None,
+            kick,
+            stop,
+            current,
+            shutdown,
+        }
+    }
+
+    pub(super) async fn run(mut self) {
+        loop {
+            let sid = self.session_id.clone();
+            let Ok(next) = self
+                .feature
+                .with_document_async(move |d| next_entry(d, &sid))
+                .await
+            else {
+                return;
+            };
+            let Some(entry) = next else {
+                tokio::select! {
+                    _ = self.kick.notified() => continue,
+                    _ = self.shutdown.cancelled() => return,
+                }
+            };
+            self.set_current(Some(entry.id.clone()));
+            let shutting_down = self.handle(entry).await;
+            self.set_current(None);
+            if shutting_down || self.shutdown.is_cancelled() {
+                return;
+            }
+        }
+    }
+
+    fn set_current(&self, entry: Option<String>) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = entry;
+    }
+
+    /// Run (or resume) one entry; `true` if the server is shutting down.
+    async fn handle(&mut self, entry: QueueEntry) -> bool {
+        // Stop requests for an earlier entry are stale.
+        while self.stop.try_recv().is_ok() {}
+        let resumed = entry.status != QueueStatus::Queued;
+        let run = if resumed {
+            match self.deps.store.run(&entry.id).await {
+                Ok(run) => run,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the run record");
+                    return self.wait_a_little().await;
+                }
+            }
+        } else {
+            None
+        };
+        tracing::info!(queue_entry = %entry.id, resumed, "running queue entry");
+        if let Err(reason) = self.ensure_ready().await {
+            self.settle(&entry, Outcome::Failed(reason)).await;
+            return false;
+        }
+        let (oc, transcript) = match self.ensure_session_and_transcript().await {
+            Ok(x) => x,
+            Err(reason) => {
+                self.settle(&entry, Outcome::Failed(reason)).await;
+                return false;
+            }
+        };
+        let sandbox = self.sandbox.clone().expect("ensure_ready set the sandbox");
+        let client = OpenCodeClient::new(&sandbox.base_url, &sandbox.password);
+        let dir = sandbox.workspace.to_string_lossy().into_owned();
+        // Subscribe before prompting: nothing the run emits is missed.
+        let events = match client.events(&dir).await {
+            Ok(e) => Box::pin(e) as Events,
+            Err(e) => {
+                self.settle(
+                    &entry,
+                    Outcome::Failed(format!("cannot follow the agent: {e}")),
+                )
+                .await;
+                return false;
+            }
+        };
+        let run = match run {
+            Some(run) => run,
+            None => {
+                if !resumed && !self.mark(&entry.id, QueueStatus::Dispatched).await {
+                    // Cancelled (or settled elsewhere) while the sandbox started.
+                    return false;
+                }
+                let run = Run {
+                    queue_entry: entry.id.clone(),
+                    opencode_session: oc.clone(),
+                    message_id: opencode::ascending_id("msg"),
+                };
+                if let Err(e) = self
+                    .deps
+                    .store
+                    .record_run(&self.feature_id, &self.session_id, &run)
+                    .await
+                {
+                    self.settle(
+                        &entry,
+                        Outcome::Failed(format!("cannot record the run: {e}")),
+                    )
+                    .await;
+                    return false;
+                }
+                run
+            }
+        };
+        let origin = Origin {
+            message_id: run.message_id.clone(),
+            author: entry.author.clone(),
+            queue_entry: entry.id.clone(),
+        };
+        // A resumed run may have been prompted already, or even finished.
+        let mut prompt_needed = true;
+        if resumed {
+            match client.messages(&run.opencode_session, &dir).await {
+                Ok(msgs) => {
+                    prompt_needed = !msgs.iter().any(|m| {
+                        m.pointer("/info/id").and_then(Value::as_str) == Some(&run.message_id)
+                    });
+                    if !prompt_needed {
+                        self.write_messages(&transcript, &msgs, &origin).await;
+                        if !busy(&client, &run.opencode_session, &dir).await {
+                            return self
+                                .finish(
+                                    &client,
+                                    &dir,
+                                    &entry,
+                                    &run,
+                                    &origin,
+                                    &transcript,
+                                    None,
+                                    false,
+                                )
+                                .await;
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.settle(
+                        &entry,
+                        Outcome::Failed(format!("cannot read the agent's messages: {e}")),
+                    )
+                    .await;
+                    return false;
+                }
+            }
+        }
+        if prompt_needed {
+            // The user message first, so every client sees who asked at once.
+            self.write_user_message(&transcript, &origin, &entry.text)
+                .await;
+            let Some(system) = self.system_text(&entry).await else {
+                return true;
+            };
+            let prompt = Prompt {
+                text: entry.text.clone(),
+                system: Some(system),
+                model: self.deps.model.clone(),
+                message_id: Some(run.message_id.clone()),
+                part_id: Some(user_part_id(&run.message_id)),
+            };
+            if let Err(e) = client
+                .prompt_async(&run.opencode_session, &dir, &prompt)
+                .await
+            {
+                self.settle(
+                    &entry,
+                    Outcome::Failed(format!("OpenCode refused the prompt: {e}")),
+                )
+                .await;
+                return false;
+            }
+        }
+        self.mark(&entry.id, QueueStatus::Running).await;
+        self.set_session_status(SessionStatus::Running).await;
+        // A resumed run that OpenCode already has: its events are this run's.
+        let started = !prompt_needed;
+        self.follow_and_finish(client, dir, entry, run, origin, transcript, events, started)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn follow_and_finish(
+        &mut self,
+        client: OpenCodeClient,
+        dir: String,
+        entry: QueueEntry,
+        run: Run,
+        origin: Origin,
+        transcript: DocHandle,
+        mut events: Events,
+        started: bool,
+    ) -> bool {
+        let mut state = FollowState {
+            started,
+            ..FollowState::default()
+        };
+        let followed = self
+            .follow(
+                &client,
+                &dir,
+                &entry,
+                &run,
+                &origin,
+                &transcript,
+                &mut events,
+                &mut state,
+            )
+            .await;
+        match followed {
+            Followed::Shutdown => true,
+            Followed::SandboxDied => {
+                tracing::warn!(queue_entry = %entry.id, "OpenCode died during the run");
+                self.sandbox = None;
+                self.settle(
+                    &entry,
+                    Outcome::Failed(
+                        "the agent's OpenCode process stopped during the run; the sandbox is being restarted"
+                            .into(),
+                    ),
+                )
+                .await;
+                self.set_session_status(SessionStatus::Failed).await;
+                // Restart now, so the session is ready for what comes next.
+                if let Err(e) = self.ensure_ready().await {
+                    tracing::warn!(error = %e, "cannot restart the sandbox");
+                }
+                false
+            }
+            Followed::Idle => {
+                self.finish(
+                    &client,
+                    &dir,
+                    &entry,
+                    &run,
+                    &origin,
+                    &transcript,
+                    state.error,
+                    state.stop_requested,
+                )
+                .await
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn follow(
+        &mut self,
+        client: &OpenCodeClient,
+        dir: &str,
+        entry: &QueueEntry,
+        run: &Run,
+        origin: &Origin,
+        transcript: &DocHandle,
+        events: &mut Events,
+        state: &mut FollowState,
+    ) -> Followed {
+        let oc = run.opencode_session.as_str();
+        let mut changes = self.feature.changes();
+        let mut liveness = tokio::time::interval(LIVENESS_EVERY);
+        let mut last_event = Instant::now();
+        loop {
+            tokio::select! {
+                ev = events.next() => match ev {
+                    Some(Ok(ev)) => {
+                        last_event = Instant::now();
+                        if ev.session_id() != Some(oc) {
+                            continue;
+                        }
+                        if let Some(done) = self
+                            .on_event(&ev, client, dir, run, origin, transcript, state)
+                            .await
+                        {
+                            return done;
+                        }
+                    }
+                    Some(Err(_)) | None => {
+                        if !self.deps.backend.alive(&self.session_id).await {
+                            return Followed::SandboxDied;
+                        }
+                        // Reconnect, then catch up: the stream has no replay.
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        match client.events(dir).await {
+                            Ok(e) => *events = Box::pin(e),
+                            Err(_) => continue,
+                        }
+                        last_event = Instant::now();
+                        if let Ok(msgs) = client.messages(oc, dir).await {
+                            self.write_messages(transcript, &msgs, origin).await;
+                        }
+                        if !busy(client, oc, dir).await {
+                            return Followed::Idle;
+                        }
+                    }
+                },
+                Some(id) = self.stop.recv() => {
+                    if id == entry.id && !state.stop_requested {
+                        tracing::info!(queue_entry = %entry.id, "stop requested; aborting the run");
+                        state.stop_requested = true;
+                        if let Err(e) = client.abort(oc, dir).await {
+                            tracing::warn!(error = %e, "abort failed");
+                        }
+                    }
+                }
+                next = changes.next() => {
+                    if next.is_none() {
+                        return Followed::Shutdown;
+                    }
+                    let id = entry.id.clone();
+                    let status = self
+                        .feature
+                        .with_document_async(move |d| feature::find_queue_entry(d, &id).map(|e| e.status))
+                        .await
+                        .ok()
+                        .flatten();
+                    if status == Some(QueueStatus::Cancelled) && !state.client_cancelled {
+                        tracing::info!(queue_entry = %entry.id, "entry cancelled while running; aborting");
+                        state.client_cancelled = true;
+                        if let Err(e) = client.abort(oc, dir).await {
+                            tracing::warn!(error = %e, "abort failed");
+                        }
+                    }
+                }
+                _ = liveness.tick() => {
+                    if !self.deps.backend.alive(&self.session_id).await {
+                        return Followed::SandboxDied;
+                    }
+                    if last_event.elapsed() > EVENT_SILENCE {
+                        tracing::warn!("no events from OpenCode for {EVENT_SILENCE:?}; reconnecting");
+                        last_event = Instant::now();
+                        if let Ok(e) = client.events(dir).await {
+                            *events = Box::pin(e);
+                        }
+                        if !busy(client, oc, dir).await {
+                            return Followed::Idle;
+                        }
+                    }
+                }
+                _ = self.shutdown.cancelled() => return Followed::Shutdown,
+            }
+        }
+    }
+
+    /// Act on one event of the run's OpenCode session.
+    #[allow(clippy::too_many_arguments)]
+    async fn on_event(
+        &mut self,
+        ev: &Event,
+        client: &OpenCodeClient,
+        dir: &str,
+        run: &Run,
+        origin: &Origin,
+        transcript: &DocHandle,
+        state: &mut FollowState,
+    ) -> Option<Followed> {
+        match ev.known() {
+            Known::MessageUpdated { info, .. } => {
+                if info.get("id").and_then(Value::as_str) == Some(&origin.message_id) {
+                    state.started = true;
+                }
+                if let Some(m) = convert::message(info, origin) {
+                    state.messages.insert(m.id.clone());
+                    let _ = transcript
+                        .with_document_async(move |d| {
+                            write(d, "agent message", |tx| transcript::upsert_message(tx, &m))
+                        })
+                        .await;
+                }
+            }
+            Known::PartUpdated { part, .. } => {
+                if let Some(p) = convert::part(part)
+                    && state.messages.contains(&p.message_id)
+                {
+                    state
+                        .kinds
+                        .insert(p.upsert.id.clone(), p.upsert.kind.clone());
+                    self.keep_output(&p).await;
+                    let _ = transcript
+                        .with_document_async(move |d| {
+                            write(d, "agent output", |tx| {
+                                transcript::upsert_part(tx, &p.message_id, &p.upsert)
+                            })
+                        })
+                        .await;
+                }
+            }
+            Known::PartDelta {
+                message_id,
+                part_id,
+                delta,
+                ..
+            } => {
+                let seq = state.seqs.entry(part_id.to_owned()).or_insert(0);
+                let kind = match state.kinds.get(part_id) {
+                    Some(PartKind::Reasoning) => OutputKind::Reasoning,
+                    Some(PartKind::Tool) => OutputKind::Tool,
+                    _ => OutputKind::Text,
+                };
+                let msg = Ephemeral::AgentOutput(AgentOutput {
+                    session_id: self.session_id.clone(),
+                    message_id: message_id.to_owned(),
+                    part_id: part_id.to_owned(),
+                    kind,
+                    text: delta.to_owned(),
+                    seq: *seq,
+                });
+                *seq += 1;
+                match msg.encode() {
+                    Ok(bytes) => transcript.broadcast(bytes),
+                    Err(e) => tracing::debug!(error = %e, "delta not streamed"),
+                }
+            }
+            Known::SessionError { error, .. } => {
+                if convert::is_abort(error) {
+                    state.aborted = true;
+                } else {
+                    state.error = Some(convert::error_text(error));
+                }
+            }
+            // OpenCode sends idle more than once after an abort, late
+            // enough to land in the next run's stream: only an idle after
+            // this run's prompt arrived, with the run really over, counts.
+            Known::SessionIdle { .. } if state.started => {
+                if run_is_over(client, run, dir).await {
+                    return Some(Followed::Idle);
+                }
+            }
+            Known::SessionIdle { .. } => {
+                tracing::debug!("idle before this run started; ignored");
+            }
+            Known::Other => {}
+        }
+        None
+    }
+
+    async fn keep_output(&self, p: &convert::ConvertedPart) {
+        if let Some((tool, output)) = &p.full_output
+            && let Err(e) = self
+                .deps
+                .store
+                .put_tool_output(
+                    &self.feature_id,
+                    &self.session_id,
+                    &p.upsert.id,
+                    tool,
+                    output,
+                )
+                .await
+        {
+            tracing::warn!(error = %e, "cannot keep a tool output");
+        }
+    }
+
+    /// Settle an entry from OpenCode's own record of the run.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish(
+        &mut self,
+        client: &OpenCodeClient,
+        dir: &str,
+        entry: &QueueEntry,
+        run: &Run,
+        origin: &Origin,
+        transcript: &DocHandle,
+        event_error: Option<String>,
+        stop_requested: bool,
+    ) -> bool {
+        let msgs = match client.messages(&run.opencode_session, dir).await {
+            Ok(m) => m,
+            Err(e) => {
+                if !self.deps.backend.alive(&self.session_id).await {
+                    self.sandbox = None;
+                }
+                self.settle(
+                    entry,
+                    Outcome::Failed(format!("cannot read the agent's answer: {e}")),
+                )
+                .await;
+                return false;
+            }
+        };
+        self.write_messages(transcript, &msgs, origin).await;
+        let answers: Vec<&Value> = msgs
+            .iter()
+            .filter_map(|m| m.get("info"))
+            .filter(|i| {
+                i.get("role").and_then(Value::as_str) == Some("assistant")
+                    && i.get("parentID").and_then(Value::as_str) == Some(&run.message_id)
+            })
+            .collect();
+        let last = answers.last();
+        let last_error = last.and_then(|i| i.get("error"));
+        let outcome = if stop_requested || last_error.is_some_and(convert::is_abort) {
+            Outcome::Cancelled
+        } else if let Some(e) = last_error {
+            Outcome::Failed(convert::error_text(e))
+        } else if let Some(e) = event_error {
+            Outcome::Failed(e)
+        } else if last.is_some_and(|i| i.pointer("/time/completed").is_some()) {
+            Outcome::Done
+        } else {
+            Outcome::Failed(
+                "the run was interrupted before the agent answered (its sandbox restarted)".into(),
+            )
+        };
+        // Totals over the whole OpenCode session: idempotent after a resume.
+        let mut usage = feature::Usage::default();
+        for info in msgs.iter().filter_map(|m| m.get("info")) {
+            if info.get("role").and_then(Value::as_str) == Some("assistant") {
+                let u = convert::usage(info);
+                usage.input_tokens += u.input_tokens;
+                usage.output_tokens += u.output_tokens;
+                usage.cost_usd += u.cost_usd;
+            }
+        }
+        let files = match client.vcs_status(dir).await {
+            Ok(list) => Some(
+                list.iter()
+                    .filter_map(|f| f.get("file").and_then(Value::as_str).map(str::to_owned))
+                    .collect::<Vec<_>>(),
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the workspace's status");
+                None
+            }
+        };
+        tracing::info!(queue_entry = %entry.id, outcome = ?outcome, "run finished");
+        let (sid, id) = (self.session_id.clone(), entry.id.clone());
+        let _ = self
+            .feature
+            .with_document_async(move |d| {
+                write(d, "run finished", |tx| {
+                    apply_outcome(tx, &id, &outcome)?;
+                    feature::set_session_status(tx, &sid, &SessionStatus::Idle)?;
+                    feature::set_session_usage(tx, &sid, &usage)?;
+                    if let Some(files) = &files {
+                        feature::set_session_files_changed(tx, &sid, files)?;
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+        false
+    }
+
+    /// Upsert the run's messages and parts from `GET /session/{id}/message`.
+    async fn write_messages(&self, transcript: &DocHandle, msgs: &[Value], origin: &Origin) {
+        let mut upserts = Vec::new();
+        for m in msgs {
+            let Some(info) = m.get("info") else { continue };
+            let Some(message) = convert::message(info, origin) else {
+                continue;
+            };
+            let parts: Vec<_> = m
+                .get("parts")
+                .and_then(Value::as_array)
+                .map(|ps| ps.iter().filter_map(convert::part).collect())
+                .unwrap_or_default();
+            for p in &parts {
+                self.keep_output(p).await;
+            }
+            upserts.push((message, parts));
+        }
+        let _ = transcript
+            .with_document_async(move |d| {
+                write(d, "agent messages", |tx| {
+                    for (m, parts) in &upserts {
+                        transcript::upsert_message(tx, m)?;
+                        for p in parts {
+                            transcript::upsert_part(tx, &m.id, &p.upsert)?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+    }
+
+    async fn write_user_message(&self, transcript: &DocHandle, origin: &Origin, text: &str) {
+        let message = transcript::MessageUpsert {
+            id: origin.message_id.clone(),
+            role: transcript::Role::User,
+            author: Some(origin.author.clone()),
+            queue_entry: Some(origin.queue_entry.clone()),
+            created_at: unix_ms_now(),
+            finish: None,
+            error: None,
+            usage: None,
+        };
+        let part = transcript::PartUpsert {
+            id: user_part_id(&origin.message_id),
+            kind: PartKind::Text,
+            text: Some(text.to_owned()),
+            tool: None,
+            state: None,
+            input: None,
+            output: None,
+            error: None,
+        };
+        let _ = transcript
+            .with_document_async(move |d| {
+                write(d, "prompt", |tx| {
+                    transcript::upsert_message(tx, &message)?;
+                    transcript::upsert_part(tx, &message.id, &part)
+                })
+            })
+            .await;
+    }
+
+    async fn system_text(&self, entry: &QueueEntry) -> Option<String> {
+        let (sid, author) = (self.session_id.clone(), entry.author.clone());
+        self.feature
+            .with_document_async(move |d| match feature::read(d) {
+                Ok(doc) => context::system_text(&doc, &sid, &author),
+                Err(_) => String::new(),
+            })
+            .await
+            .ok()
+    }
+
+    /// Make sure the sandbox runs: adopted, still alive, or started now.
+    async fn ensure_ready(&mut self) -> Result<(), String> {
+        if self.sandbox.is_some() {
+            if self.deps.backend.alive(&self.session_id).await {
+                return Ok(());
+            }
+            self.sandbox = None;
+        }
+        let backend = self.deps.backend.name().to_owned();
+        let sid = self.session_id.clone();
+        let starting = feature::Sandbox {
+            backend: backend.clone(),
+            state: "starting".into(),
+            workspace_ready: false,
+            branch: None,
+            head: None,
+        };
+        let repo = self
+            .feature
+            .with_document_async(move |d| {
+                let _ = write(d, "sandbox starting", |tx| {
+                    feature::set_session_status(tx, &sid, &SessionStatus::Starting)?;
+                    feature::set_session_sandbox(tx, &sid, Some(&starting))
+                });
+                feature::read(d).ok().and_then(|f| f.repo)
+            })
+            .await
+            .map_err(|_| "the server is stopping".to_owned())?;
+        let spec = SandboxSpec {
+            session_id: self.session_id.clone(),
+            feature_id: self.feature_id.clone(),
+            repo: repo.map(|r| RepoSpec {
+                url: r.url,
+                branch: r.feature_branch.unwrap_or(r.base_branch),
+            }),
+        };
+        let sid = self.session_id.clone();
+        match self.deps.backend.start(spec).await {
+            Ok(sandbox) => {
+                if let Some(e) = &sandbox.clone_error {
+                    tracing::warn!(error = %e, "the repository could not be cloned; the workspace is empty");
+                }
+                let ready = feature::Sandbox {
+                    backend,
+                    state: "running".into(),
+                    workspace_ready: true,
+                    branch: sandbox.branch.clone(),
+                    head: None,
+                };
+                let _ = self
+                    .feature
+                    .with_document_async(move |d| {
+                        write(d, "sandbox ready", |tx| {
+                            feature::set_session_status(tx, &sid, &SessionStatus::Ready)?;
+                            feature::set_session_sandbox(tx, &sid, Some(&ready))
+                        })
+                    })
+                    .await;
+                self.sandbox = Some(sandbox);
+                Ok(())
+            }
+            Err(e) => {
+                let failed = feature::Sandbox {
+                    backend,
+                    state: "failed".into(),
+                    workspace_ready: false,
+                    branch: None,
+                    head: None,
+                };
+                let _ = self
+                    .feature
+                    .with_document_async(move |d| {
+                        write(d, "sandbox failed", |tx| {
+                            feature::set_session_status(tx, &sid, &SessionStatus::Failed)?;
+                            feature::set_session_sandbox(tx, &sid, Some(&failed))
+                        })
+                    })
+                    .await;
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// The OpenCode session and the transcript document, created on first
+    /// use and remembered in SQLite.
+    async fn ensure_session_and_transcript(&mut self) -> Result<(String, DocHandle), String> {
+        let sandbox = self.sandbox.clone().ok_or("no sandbox")?;
+        let (stored_oc, stored_transcript) = self
+            .deps
+            .store
+            .agent_session(&self.session_id)
+            .await
+            .map_err(|e| format!("cannot read the session record: {e}"))?;
+        if self.opencode_session.is_none() {
+            self.opencode_session = stored_oc;
+        }
+        let client = OpenCodeClient::new(&sandbox.base_url, &sandbox.password);
+        let dir = sandbox.workspace.to_string_lossy().into_owned();
+        let oc = match &self.opencode_session {
+            Some(oc) if session_exists(&client, oc, &dir).await => oc.clone(),
+            _ => {
+                let oc = client
+                    .create_session(&dir)
+                    .await
+                    .map_err(|e| format!("OpenCode could not create a session: {e}"))?;
+                self.deps
+                    .store
+                    .set_opencode_session(&self.feature_id, &self.session_id, &oc)
+                    .await
+                    .map_err(|e| format!("cannot record the OpenCode session: {e}"))?;
+                self.opencode_session = Some(oc.clone());
+                oc
+            }
+        };
+        if self.transcript.is_none() {
+            self.transcript = Some(self.open_transcript(stored_transcript).await?);
+        }
+        Ok((oc, self.transcript.clone().ok_or("no transcript")?))
+    }
+
+    async fn open_transcript(&self, stored: Option<String>) -> Result<DocHandle, String> {
+        let repo = &self.deps.repo;
+        if let Some(id) = stored.and_then(|s| s.parse::<samod::DocumentId>().ok())
+            && let Ok(Some(handle)) = repo.find(id).await
+        {
+            super::bind_server_actor(&handle, &self.deps.attribution).await?;
+            return Ok(handle);
+        }
+        let doc = transcript::new_transcript_document(&NewTranscript {
+            session_id: self.session_id.clone(),
+            feature_id: self.feature_id.clone(),
+        })
+        .map_err(|e| e.to_string())?;
+        let handle = repo
+            .create(doc)
+            .await
+            .map_err(|_| "the server is stopping".to_owned())?;
+        super::bind_server_actor(&handle, &self.deps.attribution).await?;
+        let doc_id = handle.document_id().clone();
+        self.deps
+            .registry
+            .register_transcript(&self.feature_id, doc_id.clone(), unix_ms_now())
+            .await
+            .map_err(|e| format!("cannot register the transcript: {e}"))?;
+        self.deps
+            .store
+            .set_transcript(&self.feature_id, &self.session_id, &doc_id.to_string())
+            .await
+            .map_err(|e| format!("cannot record the transcript: {e}"))?;
+        let (sid, url) = (self.session_id.clone(), handle.url().to_string());
+        let _ = self
+            .feature
+            .with_document_async(move |d| {
+                write(d, "session transcript", |tx| {
+                    feature::set_session_transcript(tx, &sid, Some(&url))
+                })
+            })
+            .await;
+        Ok(handle)
+    }
+
+    /// Move the entry to `status`; `false` if it may not (cancelled or
+    /// settled meanwhile).
+    async fn mark(&self, entry: &str, status: QueueStatus) -> bool {
+        let id = entry.to_owned();
+        self.feature
+            .with_document_async(move |d| {
+                let update = QueueUpdate::new(status, Writer::Server, unix_ms_now());
+                write(d, "dispatch", |tx| {
+                    feature::set_queue_status(tx, &id, &update)
+                })
+                .is_ok()
+            })
+            .await
+            .unwrap_or(false)
+    }
+
+    async fn settle(&self, entry: &QueueEntry, outcome: Outcome) {
+        tracing::info!(queue_entry = %entry.id, outcome = ?outcome, "queue entry settled");
+        let id = entry.id.clone();
+        let sid = self.session_id.clone();
+        let sandbox_up = self.sandbox.is_some();
+        let _ = self
+            .feature
+            .with_document_async(move |d| {
+                write(d, "run settled", |tx| {
+                    apply_outcome(tx, &id, &outcome)?;
+                    if sandbox_up {
+                        feature::set_session_status(tx, &sid, &SessionStatus::Idle)?;
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+    }
+
+    async fn set_session_status(&self, status: SessionStatus) {
+        let sid = self.session_id.clone();
+        let _ = self
+            .feature
+            .with_document_async(move |d| {
+                write(d, "session status", |tx| {
+                    feature::set_session_status(tx, &sid, &status)
+                })
+            })
+            .await;
+    }
+
+    async fn wait_a_little(&self) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+            _ = self.shutdown.cancelled() => true,
+        }
+    }
+}
+
+#[derive(Default)]
+struct FollowState {
+    /// OpenCode has this run's user message: its idle events are this run's.
+    started: bool,
+    /// Messages of this run (the user message and its answers).
+    messages: HashSet<String>,
+    /// Part kinds, for labelling streamed deltas.
+    kinds: HashMap<String, PartKind>,
+    /// Delta sequence numbers per part.
+    seqs: HashMap<String, u64>,
+    /// The provider's error, from `session.error`.
+    error: Option<String>,
+    /// OpenCode reported an abort.
+    aborted: bool,
+    /// Someone asked to stop the run (API).
+    stop_requested: bool,
+    /// The entry's author set it to `cancelled` while it ran.
+    client_cancelled: bool,
+}
+
+/// The id of the text part of the user message `message_id`: derived, so a
+/// resumed run writes the same part.
+fn user_part_id(message_id: &str) -> String {
+    format!("prt_{}", message_id.trim_start_matches("msg_"))
+}
+
+/// Whether the run has ended: its last answer is complete (or failed), or
+/// OpenCode stays idle without one (a run cut short).
+async fn run_is_over(client: &OpenCodeClient, run: &Run, dir: &str) -> bool {
+    for _ in 0..10 {
+        let answered = match client.messages(&run.opencode_session, dir).await {
+            Ok(msgs) => msgs
+                .iter()
+                .filter_map(|m| m.get("info"))
+                .rfind(|i| {
+                    i.get("role").and_then(Value::as_str) == Some("assistant")
+                        && i.get("parentID").and_then(Value::as_str) == Some(&run.message_id)
+                })
+                .is_some_and(|i| {
+                    i.get("error").is_some()
+                        || (i.pointer("/time/completed").is_some()
+                            && i.get("finish").and_then(Value::as_str) != Some("tool-calls"))
+                }),
+            Err(_) => return true,
+        };
+        if answered {
+            return true;
+        }
+        if busy(client, &run.opencode_session, dir).await {
+            return false;
+        }
+        // Idle with no answer: maybe the run has not begun yet.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    true
+}
+
+/// Whether OpenCode is still working on `session`.
+async fn busy(client: &OpenCodeClient, session: &str, dir: &str) -> bool {
+    match client.session_status(dir).await {
+        Ok(map) => map
+            .get(session)
+            .and_then(|s| s.get("type"))
+            .and_then(Value::as_str)
+            .is_some_and(|t| t != "idle"),
+        // Unknown: keep following; the liveness check settles a dead sandbox.
+        Err(_) => true,
+    }
+}
+
+async fn session_exists(client: &OpenCodeClient, session: &str, dir: &str) -> bool {
+    match client.messages(session, dir).await {
+        Ok(_) => true,
+        Err(OpenCodeError::Status { status: 404, .. }) => false,
+        Err(_) => true,
+    }
+}
+
+/// The entry to work on next: one already in flight (after a restart), else
+/// the first queued one, in list order.
+fn next_entry(doc: &Automerge, session_id: &str) -> Option<QueueEntry> {
+    let entries: Vec<QueueEntry> = feature::queue_entries_with_objects(doc)
+        .into_iter()
+        .map(|(_, e)| e)
+        .filter(|e| e.session_id == session_id)
+        .collect();
+    entries
+        .iter()
+        .find(|e| matches!(e.status, QueueStatus::Dispatched | QueueStatus::Running))
+        .or_else(|| entries.iter().find(|e| e.status == QueueStatus::Queued))
+        .cloned()
+}
+
+fn apply_outcome<T: automerge::transaction::Transactable>(
+    tx: &mut T,
+    id: &str,
+    outcome: &Outcome,
+) -> Result<(), canopy_protocol::SchemaError> {
+    let now = unix_ms_now();
+    // Only `running` entries finish and only handed-over ones fail: walk an
+    // entry that never got that far through the steps it skipped.
+    let current = feature::find_queue_entry(&*tx, id).map(|e| e.status);
+    if current == Some(QueueStatus::Queued) && *outcome != Outcome::Cancelled {
+        feature::set_queue_status(
+            tx,
+            id,
+            &QueueUpdate::new(QueueStatus::Dispatched, Writer::Server, now),
+        )?;
+    }
+    if matches!(current, Some(QueueStatus::Queued | QueueStatus::Dispatched))
+        && *outcome == Outcome::Done
+    {
+        feature::set_queue_status(
+            tx,
+            id,
+            &QueueUpdate::new(QueueStatus::Running, Writer::Server, now),
+        )?;
+    }
+    let update = match outcome {
+        Outcome::Done => QueueUpdate::new(QueueStatus::Done, Writer::Server, now),
+        Outcome::Failed(e) => {
+            QueueUpdate::new(QueueStatus::Failed, Writer::Server, now).with_error(e.clone())
+        }
+        Outcome::Cancelled => QueueUpdate::new(QueueStatus::Cancelled, Writer::Server, now),
+    };
+    match feature::set_queue_status(tx, id, &update) {
+        // Already settled (cancelled by its author): keep that.
+        Err(canopy_protocol::SchemaError::Transition { .. }) => Ok(()),
+        other => other,
+    }
+}
+
+/// One change with a message and a timestamp; failures are logged.
+fn write<F>(doc: &mut Automerge, message: &str, f: F) -> Result<(), String>
+where
+    F: FnOnce(
+        &mut automerge::transaction::Transaction<'_>,
+    ) -> Result<(), canopy_protocol::SchemaError>,
+{
+    doc.transact_with(|_| ChangeMeta::now(message).commit_options(), f)
+        .map(|_| ())
+        .map_err(|f| {
+            tracing::warn!(error = %f.error, message, "document write failed");
+            f.error.to_string()
+        })
+}

@@ -1,0 +1,86 @@
+//! `/api/features/{id}/sessions/{sid}/…` agent endpoints and `/api/agent`.
+
+use axum::{
+    Json,
+    extract::State,
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+
+use super::{ApiError, auth::Caller, extract::ApiPath};
+use crate::{features::Actor, state::AppState};
+
+fn agents(state: &AppState) -> Result<&crate::state::Agents, ApiError> {
+    state.agents().ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "agents_disabled",
+            "this server does not run agents (started with --dispatch false)",
+        )
+    })
+}
+
+/// `GET /api/agent`: which model and sandboxes agents use.
+pub(super) async fn info(State(state): State<AppState>, Caller(_): Caller) -> Response {
+    match state.agents() {
+        Some(a) => Json(json!({ "enabled": true, "agent": a.info })).into_response(),
+        None => Json(json!({ "enabled": false })).into_response(),
+    }
+}
+
+/// `POST /api/features/{id}/sessions/{sid}/stop`: abort the run in flight;
+/// its entry ends `cancelled` and the next queued entry runs.
+pub(super) async fn stop(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    ApiPath((feature_id, session_id)): ApiPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    state
+        .features()
+        .check_session(&feature_id, &session_id, &Actor::from(&who), true)
+        .await?;
+    let stopped = agents(&state)?.dispatcher.stop_session(&session_id);
+    if let Some(entry) = &stopped {
+        state
+            .audit()
+            .record(
+                Some(&who.user_id),
+                Some(&feature_id),
+                crate::audit::AuditAction::PromptCancelled,
+                format!("stopped the run of {entry} in session {session_id}"),
+            )
+            .await;
+    }
+    Ok(Json(json!({ "session_id": session_id, "stopped": stopped })).into_response())
+}
+
+/// `GET /api/features/{id}/sessions/{sid}/tool-outputs/{part_id}`: a tool
+/// call's full output (transcripts keep only its start).
+pub(super) async fn tool_output(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    ApiPath((feature_id, session_id, part_id)): ApiPath<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    state
+        .features()
+        .check_session(&feature_id, &session_id, &Actor::from(&who), false)
+        .await?;
+    if !canopy_protocol::transcript::is_valid_transcript_id(&part_id) {
+        return Err(ApiError::invalid(format!("{part_id:?} is not a part id")));
+    }
+    let found = agents(&state)?
+        .dispatcher
+        .store()
+        .tool_output(&feature_id, &session_id, &part_id)
+        .await
+        .map_err(ApiError::internal)?;
+    match found {
+        Some((tool, output)) => Ok(Json(json!({
+            "part_id": part_id, "tool": tool, "output": output
+        }))
+        .into_response()),
+        None => Err(ApiError::not_found(format!(
+            "no tool output {part_id} in session {session_id}"
+        ))),
+    }
+}
