@@ -52,9 +52,23 @@ pub struct Received {
     pub with_tools: bool,
 }
 
+/// One answer the model has finished sending, for benchmarks: a streamed
+/// answer once its last chunk and `[DONE]` are handed to the HTTP layer, a
+/// plain one just before its JSON is. Provider errors are not reported.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// When the last of it was sent.
+    pub at: Instant,
+    /// The last user message's text (as in [`Received`]).
+    pub prompt: String,
+    /// Whether the request offered tools.
+    pub with_tools: bool,
+}
+
 #[derive(Debug)]
 struct Shared {
     received: broadcast::Sender<Received>,
+    finished: broadcast::Sender<Finished>,
     count: AtomicU64,
 }
 
@@ -74,6 +88,7 @@ impl DevModel {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             received: broadcast::channel(1024).0,
+            finished: broadcast::channel(1024).0,
             count: AtomicU64::new(0),
         });
         let app = router(shared.clone());
@@ -102,6 +117,11 @@ impl DevModel {
     /// Every request from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Received> {
         self.shared.received.subscribe()
+    }
+
+    /// Every answer finished from now on (see [`Finished`]).
+    pub fn subscribe_finished(&self) -> broadcast::Receiver<Finished> {
+        self.shared.finished.subscribe()
     }
 }
 
@@ -173,7 +193,7 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     shared.count.fetch_add(1, Ordering::Relaxed);
     let _ = shared.received.send(Received {
         at: Instant::now(),
-        prompt,
+        prompt: prompt.clone(),
         with_tools,
     });
     let reply = script::decide(&request);
@@ -183,10 +203,24 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return openai_error(status, "server_error", message.clone());
     }
+    let finished = shared.finished.clone();
+    let done = move || {
+        let _ = finished.send(Finished {
+            at: Instant::now(),
+            prompt,
+            with_tools,
+        });
+    };
     if request["stream"].as_bool() == Some(true) {
-        Sse::new(stream(reply, id, model)).into_response()
+        // Reported when the body is polled past `[DONE]`: everything has
+        // been handed to the HTTP layer.
+        let after = futures::stream::once(async move { done() })
+            .filter_map(|()| std::future::ready(None::<Result<Event, Infallible>>));
+        Sse::new(stream(reply, id, model).chain(after)).into_response()
     } else {
-        Json(complete(reply, &id, &model)).into_response()
+        let body = complete(reply, &id, &model);
+        done();
+        Json(body).into_response()
     }
 }
 

@@ -33,6 +33,10 @@ use crate::{
 /// OpenCode sends a heartbeat every 10 s; this long without any event
 /// means the stream is dead even if the socket is not closed.
 const EVENT_SILENCE: Duration = Duration::from_secs(30);
+/// A run without news for this long is checked for a stall.
+const STALL_CHECK_AFTER: Duration = Duration::from_secs(5);
+/// How often a stalled prompt is sent again before the run fails.
+const MAX_REPROMPTS: u32 = 2;
 /// How often a run checks that its sandbox's processes are still there.
 const LIVENESS_EVERY: Duration = Duration::from_secs(1);
 
@@ -224,6 +228,7 @@ impl Worker {
                                     &transcript,
                                     None,
                                     false,
+                                    entry.status == QueueStatus::Cancelled,
                                 )
                                 .await;
                         }
@@ -239,20 +244,20 @@ impl Worker {
                 }
             }
         }
+        let Some(system) = self.system_text(&entry).await else {
+            return true;
+        };
+        let prompt = Prompt {
+            text: entry.text.clone(),
+            system: Some(system),
+            model: self.deps.model.clone(),
+            message_id: Some(run.message_id.clone()),
+            part_id: Some(user_part_id(&run.message_id)),
+        };
         if prompt_needed {
             // The user message first, so every client sees who asked at once.
             self.write_user_message(&transcript, &origin, &entry.text)
                 .await;
-            let Some(system) = self.system_text(&entry).await else {
-                return true;
-            };
-            let prompt = Prompt {
-                text: entry.text.clone(),
-                system: Some(system),
-                model: self.deps.model.clone(),
-                message_id: Some(run.message_id.clone()),
-                part_id: Some(user_part_id(&run.message_id)),
-            };
             if let Err(e) = client
                 .prompt_async(&run.opencode_session, &dir, &prompt)
                 .await
@@ -268,8 +273,12 @@ impl Worker {
         self.mark(&entry.id, QueueStatus::Running).await;
         self.set_session_status(SessionStatus::Running).await;
         // A resumed run that OpenCode already has: its events are this run's.
-        let started = !prompt_needed;
-        self.follow_and_finish(client, dir, entry, run, origin, transcript, events, started)
+        let state = FollowState {
+            started: !prompt_needed,
+            prompt: Some(prompt),
+            ..FollowState::default()
+        };
+        self.follow_and_finish(client, dir, entry, run, origin, transcript, events, state)
             .await
     }
 
@@ -283,12 +292,8 @@ impl Worker {
         origin: Origin,
         transcript: DocHandle,
         mut events: Events,
-        started: bool,
+        mut state: FollowState,
     ) -> bool {
-        let mut state = FollowState {
-            started,
-            ..FollowState::default()
-        };
         let followed = self
             .follow(
                 &client,
@@ -331,6 +336,7 @@ impl Worker {
                     &transcript,
                     state.error,
                     state.stop_requested,
+                    state.client_cancelled,
                 )
                 .await
             }
@@ -353,6 +359,8 @@ impl Worker {
         let mut changes = self.feature.changes();
         let mut liveness = tokio::time::interval(LIVENESS_EVERY);
         let mut last_event = Instant::now();
+        // The last event about this run's session (not a heartbeat).
+        let mut last_progress = Instant::now();
         loop {
             tokio::select! {
                 ev = events.next() => match ev {
@@ -361,6 +369,7 @@ impl Worker {
                         if ev.session_id() != Some(oc) {
                             continue;
                         }
+                        last_progress = Instant::now();
                         if let Some(done) = self
                             .on_event(&ev, client, dir, run, origin, transcript, state)
                             .await
@@ -418,6 +427,12 @@ impl Worker {
                 _ = liveness.tick() => {
                     if !self.deps.backend.alive(&self.session_id).await {
                         return Followed::SandboxDied;
+                    }
+                    if last_progress.elapsed() > STALL_CHECK_AFTER {
+                        last_progress = Instant::now();
+                        if let Some(done) = self.check_progress(client, dir, run, state).await {
+                            return done;
+                        }
                     }
                     if last_event.elapsed() > EVENT_SILENCE {
                         tracing::warn!("no events from OpenCode for {EVENT_SILENCE:?}; reconnecting");
@@ -515,9 +530,7 @@ impl Worker {
             // enough to land in the next run's stream: only an idle after
             // this run's prompt arrived, with the run really over, counts.
             Known::SessionIdle { .. } if state.started => {
-                if run_is_over(client, run, dir).await {
-                    return Some(Followed::Idle);
-                }
+                return self.check_progress(client, dir, run, state).await;
             }
             Known::SessionIdle { .. } => {
                 tracing::debug!("idle before this run started; ignored");
@@ -525,6 +538,49 @@ impl Worker {
             Known::Other => {}
         }
         None
+    }
+
+    /// Is the run over, still going, or stalled (OpenCode took the prompt
+    /// and then sat idle without answering, which it does when a prompt
+    /// lands while an aborted run is still winding down)? A stalled prompt
+    /// is sent again, with the same message id, a few times.
+    async fn check_progress(
+        &self,
+        client: &OpenCodeClient,
+        dir: &str,
+        run: &Run,
+        state: &mut FollowState,
+    ) -> Option<Followed> {
+        match run_state(client, run, dir).await {
+            RunState::Over => Some(Followed::Idle),
+            RunState::Going => {
+                state.started = true;
+                None
+            }
+            // An aborted run has nothing more to say; prompting OpenCode
+            // while it aborts breaks its instance.
+            RunState::Stalled if state.stop_requested || state.client_cancelled => {
+                Some(Followed::Idle)
+            }
+            RunState::Stalled if state.reprompts < MAX_REPROMPTS => {
+                let prompt = state.prompt.as_ref()?;
+                state.reprompts += 1;
+                state.started = false;
+                tracing::warn!(
+                    attempt = state.reprompts,
+                    "OpenCode left the prompt unanswered; sending it again"
+                );
+                if let Err(e) = client
+                    .prompt_async(&run.opencode_session, dir, prompt)
+                    .await
+                {
+                    state.error = Some(format!("OpenCode refused the prompt: {e}"));
+                    return Some(Followed::Idle);
+                }
+                None
+            }
+            RunState::Stalled => Some(Followed::Idle),
+        }
     }
 
     async fn keep_output(&self, p: &convert::ConvertedPart) {
@@ -557,6 +613,7 @@ impl Worker {
         transcript: &DocHandle,
         event_error: Option<String>,
         stop_requested: bool,
+        client_cancelled: bool,
     ) -> bool {
         let msgs = match client.messages(&run.opencode_session, dir).await {
             Ok(m) => m,
@@ -618,6 +675,7 @@ impl Worker {
             }
         };
         tracing::info!(queue_entry = %entry.id, outcome = ?outcome, "run finished");
+        let aborted = stop_requested || client_cancelled || outcome == Outcome::Cancelled;
         let (sid, id) = (self.session_id.clone(), entry.id.clone());
         let _ = self
             .feature
@@ -633,6 +691,17 @@ impl Worker {
                 })
             })
             .await;
+        if aborted {
+            // OpenCode 1.18.33 does not recover from an abort: later prompts
+            // in that instance fail ("All fibers interrupted") or are never
+            // answered. A fresh process (same workspace, same OpenCode
+            // session and history) is the reliable way on.
+            tracing::info!("restarting the sandbox after an abort");
+            if let Err(e) = self.deps.backend.stop(&self.session_id).await {
+                tracing::warn!(error = %e, "cannot stop the sandbox");
+            }
+            self.sandbox = None;
+        }
         false
     }
 
@@ -929,6 +998,10 @@ impl Worker {
 
 #[derive(Default)]
 struct FollowState {
+    /// The prompt, to send again if OpenCode drops it.
+    prompt: Option<Prompt>,
+    /// How often it was sent again.
+    reprompts: u32,
     /// OpenCode has this run's user message: its idle events are this run's.
     started: bool,
     /// Messages of this run (the user message and its answers).
@@ -953,10 +1026,19 @@ fn user_part_id(message_id: &str) -> String {
     format!("prt_{}", message_id.trim_start_matches("msg_"))
 }
 
-/// Whether the run has ended: its last answer is complete (or failed), or
-/// OpenCode stays idle without one (a run cut short).
-async fn run_is_over(client: &OpenCodeClient, run: &Run, dir: &str) -> bool {
-    for _ in 0..10 {
+enum RunState {
+    /// The run's last answer is complete (or failed).
+    Over,
+    /// OpenCode is working on it.
+    Going,
+    /// OpenCode is idle and the prompt has no answer.
+    Stalled,
+}
+
+/// Where the run is, from OpenCode's messages and status. An idle session
+/// without an answer is given a moment (the run may not have begun).
+async fn run_state(client: &OpenCodeClient, run: &Run, dir: &str) -> RunState {
+    for _ in 0..5 {
         let answered = match client.messages(&run.opencode_session, dir).await {
             Ok(msgs) => msgs
                 .iter()
@@ -970,18 +1052,18 @@ async fn run_is_over(client: &OpenCodeClient, run: &Run, dir: &str) -> bool {
                         || (i.pointer("/time/completed").is_some()
                             && i.get("finish").and_then(Value::as_str) != Some("tool-calls"))
                 }),
-            Err(_) => return true,
+            // Unreachable: the liveness check decides whether it died.
+            Err(_) => return RunState::Going,
         };
         if answered {
-            return true;
+            return RunState::Over;
         }
         if busy(client, &run.opencode_session, dir).await {
-            return false;
+            return RunState::Going;
         }
-        // Idle with no answer: maybe the run has not begun yet.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    true
+    RunState::Stalled
 }
 
 /// Whether OpenCode is still working on `session`.

@@ -238,6 +238,8 @@ impl LocalProcesses {
             .env("OPENCODE_SERVER_PASSWORD", &password)
             .env(MARKER, &spec.session_id)
             .envs(opencode_config::QUIET_ENV)
+            // The provider's key, when a real provider is configured.
+            .envs(self.model.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             // Files, not pipes nobody reads: a full pipe would stall it.
             .stdout(log)

@@ -34,15 +34,6 @@ use crate::common::*;
 /// looks for it when asked something.
 const NO_MODEL: &str = "http://127.0.0.1:9/v1";
 
-fn opencode_bin() -> PathBuf {
-    let bin = repo_root().join("sandbox/opencode/node_modules/.bin/opencode");
-    assert!(
-        bin.exists(),
-        "OpenCode is not installed: run `make opencode` (make test does)"
-    );
-    bin
-}
-
 /// A temporary directory whose processes (anything whose working directory
 /// is under it) are killed when it is dropped.
 struct Root(tempfile::TempDir);
@@ -79,34 +70,6 @@ fn spec(session_id: &str, repo: Option<RepoSpec>) -> SandboxSpec {
         feature_id: "ftr_aaaaaaaaaaaaaaaaaaaa".to_owned(),
         repo,
     }
-}
-
-/// `/proc/<pid>/stat`'s state letter.
-fn proc_state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
-}
-
-fn running_pids() -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| proc_state(*pid).is_some_and(|s| s != 'Z'))
-        .collect()
-}
-
-/// Running processes whose working directory is under `dir`: a sandbox's
-/// OpenCode and everything its agent started.
-fn processes_in(dir: &Path) -> Vec<i32> {
-    let Ok(dir) = dir.canonicalize() else {
-        return Vec::new();
-    };
-    running_pids()
-        .into_iter()
-        .filter(|pid| {
-            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&dir))
-        })
-        .collect()
 }
 
 /// Running OpenCode processes serving `sandbox`'s port.
