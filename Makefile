@@ -11,7 +11,7 @@ LISTEN ?= 127.0.0.1:8420
 .PHONY: run test setup js-deps opencode build release lint fmt bench smoke clean
 
 ## Set up and start Canopy (SQLite in $(DATA_DIR), listening on $(LISTEN)).
-run: release
+run: opencode release
 	$(CARGO) run --quiet --release --bin canopy -- serve --listen $(LISTEN) --data-dir $(DATA_DIR)
 
 ## Run every test: unit, integration (real servers, Node interop), the make-run smoke test.
@@ -56,7 +56,7 @@ fmt:
 	$(CARGO) fmt --all
 
 ## The sync benchmark against the JS reference server (see docs/benchmarks.md).
-bench: js-deps
+bench: js-deps opencode
 	$(CARGO) bench --bench sync_hub
 
 ## `make run` end to end; the release build comes first so the smoke test

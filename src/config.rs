@@ -29,7 +29,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
-    Serve(ServerConfig),
+    Serve(Box<ServerConfig>),
     /// Manage users (works on the data directory; the server may be running).
     User {
         /// Where the database lives.

@@ -15,7 +15,7 @@ fn main() -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         match cli.command {
-            Command::Serve(config) => serve(config).await,
+            Command::Serve(config) => serve(*config).await,
             Command::DevModel { listen } => dev_model(listen).await,
             Command::User { data, command } => {
                 print(canopy::admin::user(&data.data_dir, command).await?);

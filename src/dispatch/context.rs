@@ -103,6 +103,7 @@ pub fn system_text(doc: &FeatureDoc, session_id: &str, author: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use canopy_protocol::{

@@ -170,6 +170,7 @@ pub(super) fn part(part: &Value) -> Option<ConvertedPart> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use serde_json::json;

@@ -71,6 +71,7 @@ pub(super) struct Worker {
     kick: Arc<Notify>,
     stop: mpsc::UnboundedReceiver<String>,
     current: Arc<Mutex<Option<String>>>,
+    checker: super::Checker,
     shutdown: CancellationToken,
 }
 
@@ -87,7 +88,14 @@ impl Worker {
         current: Arc<Mutex<Option<String>>>,
         shutdown: CancellationToken,
     ) -> Self {
+        let checker = super::Checker {
+            feature_id: feature_id.clone(),
+            attribution: deps.attribution.clone(),
+            members: deps.members.clone(),
+            max_prompt_bytes: deps.max_prompt_bytes,
+        };
         Worker {
+            checker,
             deps,
             feature,
             feature_id,
@@ -105,9 +113,16 @@ impl Worker {
     pub(super) async fn run(mut self) {
         loop {
             let sid = self.session_id.clone();
+            let checker = self.checker.clone();
             let Ok(next) = self
                 .feature
-                .with_document_async(move |d| next_entry(d, &sid))
+                .with_document_async(move |d| {
+                    // The watcher refuses bad entries as they arrive; this
+                    // closes the window between an entry's arrival and the
+                    // watcher's turn.
+                    checker.triage(d);
+                    next_entry(d, &sid)
+                })
                 .await
             else {
                 return;

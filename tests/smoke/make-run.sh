@@ -63,4 +63,23 @@ bob=$(grep -o 'canopy_[a-z2-7]\{20\}_[A-Za-z0-9_-]\{43\}' <<<"$out" | head -1)
 [[ -n "$bob" ]] || fail "user add printed no token: $out"
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $bob" "$base/api/features/$fid")
 [[ "$code" == 404 ]] || fail "a non-member got $code for someone else's feature"
+# Agents: the offline scripted model (no API key here) does the work in a
+# local sandbox, and the result is visible over the API.
+curl -fsS "${auth[@]}" "$base/api/agent" | grep -q '"offline":true' || fail "agent info does not say offline"
+grep -q "OFFLINE MODE" "$log" || fail "the log does not say the model is offline"
+entry=$(curl -fsS "${auth[@]}" -X POST "$base/api/features/$fid/queue" -H 'content-type: application/json' \
+  -d "{\"session_id\":\"$sid\",\"text\":\"write hello.txt: hi from make run\"}")
+eid=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' <<<"$entry")
+status=""
+for _ in $(seq 1 600); do
+  status=$(curl -fsS "${auth[@]}" "$base/api/features/$fid" | python3 -c '
+import json, sys
+doc = json.load(sys.stdin)["document"]
+print(next(e["status"] for e in doc["queue"] if e["id"] == sys.argv[1]))' "$eid")
+  [[ "$status" == done || "$status" == failed || "$status" == rejected ]] && break
+  sleep 0.5
+done
+[[ "$status" == done ]] || fail "the prompt ended $status"
+[[ "$(cat "$data/sandboxes/$sid/workspace/hello.txt")" == "hi from make run" ]] || fail "hello.txt not written"
+curl -fsS "${auth[@]}" "$base/api/features/$fid" | grep -q '"files_changed":\["hello.txt"\]' || fail "files_changed"
 echo "make run smoke test: ok ($base)"
