@@ -1,7 +1,7 @@
 //! Agent overhead benchmark (issue 4): what Canopy adds on top of OpenCode.
 //!
 //! ```sh
-//! cargo bench --bench agent_overhead -- [--runs 30] [--chunks 2]
+//! cargo bench --bench agent_overhead -- [--runs 60] [--chunks 2] [--warmup 2]
 //! ```
 //!
 //! One process, one scripted model (`canopy::devmodel`), two paths to the
@@ -53,7 +53,7 @@ use canopy_protocol::{
 use futures::StreamExt;
 use samod::{BackoffConfig, DocHandle, DocumentId, PeerId, Repo};
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 /// The first user's token of the benchmark's server.
@@ -134,6 +134,8 @@ impl ModelEvents {
     }
 }
 
+/// The prompt of one run; `tag` (`[canopy 12]`) is bracketed, so that no
+/// tag is part of another.
 fn script(chunks: usize, tag: &str) -> String {
     if chunks == 0 {
         tag.to_owned()
@@ -205,7 +207,7 @@ impl Direct {
         }
     }
 
-    /// One run: returns (t0, when the client saw `session.idle` after `after`).
+    /// One run: prompt, then A and B as the module doc defines them.
     async fn run(&mut self, text: String, model: &mut ModelEvents, tag: &str) -> Sample {
         while self.idle.try_recv().is_ok() {}
         let prompt = Prompt {
@@ -289,9 +291,12 @@ impl Peer {
 /// A queue entry's status seen on a replica for the first time.
 type Transition = (Instant, String, QueueStatus);
 
-/// Report every queue status change `handle`'s replica shows, as it shows it.
+/// Report the status of the entry `tracked` names as `handle`'s replica
+/// shows it, each time it changes. Only that entry is read, so the cost of
+/// watching does not grow with the queue.
 fn watch_queue(
     handle: DocHandle,
+    mut tracked: watch::Receiver<Option<String>>,
 ) -> (
     mpsc::UnboundedReceiver<Transition>,
     tokio::task::JoinHandle<()>,
@@ -299,19 +304,24 @@ fn watch_queue(
     let (tx, rx) = mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
         let mut changes = handle.changes();
-        let mut seen: HashMap<String, QueueStatus> = HashMap::new();
+        let mut last: Option<(String, QueueStatus)> = None;
         loop {
             let at = Instant::now();
-            let queue =
-                handle.with_document(|d| feature::read(d).map(|f| f.queue).unwrap_or_default());
-            for e in queue {
-                if seen.get(&e.id) != Some(&e.status) {
-                    seen.insert(e.id.clone(), e.status.clone());
-                    let _ = tx.send((at, e.id, e.status));
+            let id = tracked.borrow_and_update().clone();
+            if let Some(id) = id {
+                let status =
+                    handle.with_document(|d| feature::find_queue_entry(d, &id).map(|e| e.status));
+                if let Some(status) = status {
+                    let now = Some((id.clone(), status.clone()));
+                    if last != now {
+                        last = now;
+                        let _ = tx.send((at, id, status));
+                    }
                 }
             }
-            if changes.next().await.is_none() {
-                return;
+            tokio::select! {
+                next = changes.next() => if next.is_none() { return },
+                moved = tracked.changed() => if moved.is_err() { return },
             }
         }
     });
@@ -337,6 +347,8 @@ struct Canopy {
     /// Status changes on the watcher's replica and on the server's own.
     at_watcher: mpsc::UnboundedReceiver<Transition>,
     at_server: mpsc::UnboundedReceiver<Transition>,
+    /// The entry the watching tasks follow.
+    tracked: watch::Sender<Option<String>>,
     watch_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -401,8 +413,9 @@ impl Canopy {
         .await
         .unwrap()
         .unwrap();
-        let (at_watcher, t1) = watch_queue(watcher_doc);
-        let (at_server, t2) = watch_queue(server_doc);
+        let (tracked, follow) = watch::channel(None);
+        let (at_watcher, t1) = watch_queue(watcher_doc, follow.clone());
+        let (at_server, t2) = watch_queue(server_doc, follow);
         Canopy {
             server,
             session_id,
@@ -412,13 +425,14 @@ impl Canopy {
             writer_doc,
             at_watcher,
             at_server,
+            tracked,
             watch_tasks: vec![t1, t2],
         }
     }
 
+    /// One run: the writer appends, then A and B as the module doc defines
+    /// them, and the split at the server's replica.
     async fn run(&mut self, text: String, model: &mut ModelEvents, tag: &str) -> Sample {
-        while self.at_watcher.try_recv().is_ok() {}
-        while self.at_server.try_recv().is_ok() {}
         let entry = NewQueueEntry {
             id: canopy_protocol::ids::new_queue_entry_id(),
             session_id: self.session_id.clone(),
@@ -426,6 +440,11 @@ impl Canopy {
             text,
             created_at: canopy_protocol::unix_ms_now(),
         };
+        // The watching tasks follow this entry from now on.
+        self.tracked.send_replace(Some(entry.id.clone()));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        while self.at_watcher.try_recv().is_ok() {}
+        while self.at_server.try_recv().is_ok() {}
         let t0 = Instant::now();
         self.writer_doc.with_document(|d: &mut Automerge| {
             d.transact_with(
@@ -437,18 +456,32 @@ impl Canopy {
         });
         let (received, finished) = model.run(tag).await;
         let done_at_watcher = until_status(&mut self.at_watcher, &entry.id, "watcher").await;
-        // The server's replica saw every step before the watcher saw `done`.
+        // The server's replica showed every step before the watcher saw
+        // `done` (its watching task may report them a little later).
         let mut at_server: HashMap<String, Instant> = HashMap::new();
-        while let Ok((at, id, status)) = self.at_server.try_recv() {
-            if id == entry.id {
-                at_server.entry(status.as_str().to_owned()).or_insert(at);
-                at_server.entry("arrived".into()).or_insert(at);
-            }
-        }
+        within(
+            &format!("entry {} done on the server's replica", entry.id),
+            async {
+                while !at_server.contains_key("done") {
+                    let (at, id, status) =
+                        self.at_server.recv().await.expect("the watcher stopped");
+                    if id == entry.id {
+                        at_server.entry(status.as_str().to_owned()).or_insert(at);
+                        at_server.entry("arrived".into()).or_insert(at);
+                    }
+                }
+            },
+        )
+        .await;
+        // A step the watching task saw coalesced with the next one takes
+        // that one's time.
         let on_server = |s: &str| {
-            *at_server
-                .get(s)
-                .unwrap_or_else(|| panic!("server never showed {s}"))
+            let later = ["dispatched", "running", "done"];
+            let from = later.iter().position(|l| *l == s).unwrap_or(0);
+            std::iter::once(s)
+                .chain(later[from..].iter().copied())
+                .find_map(|k| at_server.get(k).copied())
+                .unwrap_or_else(|| panic!("the server never showed {s}"))
         };
         let parts = HashMap::from([
             ("sync in", signed_ms(t0, on_server("arrived"))),
@@ -573,6 +606,25 @@ fn processes_under(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Ends whatever still runs under the benchmark's directory when dropped,
+/// including after a panic (a local sandbox outlives a dropped backend).
+struct Reaper(PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for p in processes_under(&self.0) {
+            let pid = p.split(':').next().and_then(|p| p.parse::<i32>().ok());
+            if let Some(pid) = pid.filter(|&p| p > 1 && p != std::process::id() as i32) {
+                println!("  ending left-over process {p}");
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
 fn arg(args: &[String], flag: &str, default: usize) -> usize {
     args.iter()
         .position(|a| a == flag)
@@ -580,26 +632,123 @@ fn arg(args: &[String], flag: &str, default: usize) -> usize {
         .map_or(default, |v| v.parse().expect(flag))
 }
 
+/// One number per sample.
+type Metric = fn(&Sample) -> f64;
+
+fn column(samples: &[Sample], f: Metric) -> Stats {
+    stats(&samples.iter().map(f).collect::<Vec<_>>())
+}
+
+/// Print the tables (markdown); return the raw numbers.
+fn report(direct: &[Sample], canopy: &[Sample], chunks: usize, measured: Duration) -> Value {
+    let runs = direct.len();
+    println!(
+        "\n{runs} runs each, interleaved; prompt `{}`; {:.0} s measured; \
+         p99 is the nearest-rank value at round(0.99 × (n − 1)), the maximum below 51 runs\n",
+        script(chunks, "[<path> <i>]"),
+        measured.as_secs_f64()
+    );
+    let rows: [(&str, Metric); 3] = [
+        ("A: start → model receives the request", |s| s.a),
+        ("B: model's last chunk → done seen by the client", |s| s.b),
+        ("A + B", |s| s.a + s.b),
+    ];
+    println!(
+        "| measurement | direct p50 / p99 / mean ms | Canopy p50 / p99 / mean ms \
+         | added p50 ms | added p99 ms | ratio p50 | ratio p99 |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let mut summary = Vec::new();
+    for (name, f) in rows {
+        let d = column(direct, f);
+        let c = column(canopy, f);
+        println!(
+            "| {name} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} / {:.1} | {:+.1} | {:+.1} | {} | {} |",
+            d.p50,
+            d.p99,
+            d.mean,
+            c.p50,
+            c.p99,
+            c.mean,
+            c.p50 - d.p50,
+            c.p99 - d.p99,
+            ratio(c.p50, d.p50),
+            ratio(c.p99, d.p99),
+        );
+        summary.push(json!({"measurement": name, "direct": d, "canopy": c}));
+    }
+    // Paired: each Canopy run against the direct run just before it.
+    let paired: Vec<f64> = direct
+        .iter()
+        .zip(canopy)
+        .map(|(d, c)| (c.a + c.b) - (d.a + d.b))
+        .collect();
+    let p = stats(&paired);
+    println!(
+        "\npaired added ms per run (Canopy A+B − the direct A+B just before it): \
+         p50 {:.1}, p99 {:.1}, mean {:.1}",
+        p.p50, p.p99, p.mean
+    );
+    println!("\nCanopy split at the server's own replica (watched in process, no network hop):\n");
+    println!("| step | p50 ms | p99 ms | mean ms |");
+    println!("|---|---|---|---|");
+    let steps = [
+        (
+            "sync in",
+            "A: writer's append → entry on the server's replica",
+        ),
+        ("pickup", "A: entry on the server → `dispatched` there"),
+        (
+            "dispatched to model",
+            "A: `dispatched` → the model receives the request",
+        ),
+        (
+            "model to done on server",
+            "B: model's last chunk → `done` on the server's replica",
+        ),
+        (
+            "sync out",
+            "B: `done` on the server → `done` on the watcher's replica",
+        ),
+    ];
+    let mut split = Vec::new();
+    for (key, label) in steps {
+        let s = stats(&canopy.iter().map(|x| x.parts[key]).collect::<Vec<_>>());
+        println!("| {label} | {:.1} | {:.1} | {:.1} |", s.p50, s.p99, s.mean);
+        split.push(json!({"step": key, "stats": s}));
+    }
+    json!({
+        "runs": runs,
+        "chunks": chunks,
+        "summary": summary,
+        "paired_added": p,
+        "canopy_split": split,
+        "direct": direct.iter().map(|s| json!({"a": s.a, "b": s.b})).collect::<Vec<_>>(),
+        "canopy": canopy.iter().map(|s| json!({"a": s.a, "b": s.b, "parts": s.parts})).collect::<Vec<_>>(),
+    })
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--help") {
-        println!("cargo bench --bench agent_overhead -- [--runs 30] [--chunks 2] [--warmup 2]");
+        println!("cargo bench --bench agent_overhead -- [--runs 60] [--chunks 2] [--warmup 2]");
         return;
     }
     // `cargo bench` passes --bench; `cargo test --all-targets` does not: a
     // short smoke run then, so the benchmark cannot rot.
     let smoke = !args.iter().any(|a| a == "--bench");
-    let runs = arg(&args, "--runs", if smoke { 2 } else { 30 });
+    let runs = arg(&args, "--runs", if smoke { 2 } else { 60 });
     let warmup = arg(&args, "--warmup", if smoke { 1 } else { 2 });
     let chunks = arg(&args, "--chunks", 2);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    // Canonical: /proc reports working directories resolved.
+    let tmp_path = tmp.path().canonicalize().unwrap();
+    let _reaper = Reaper(tmp_path.clone());
     runtime.block_on(async move {
-        let tmp = tempfile::tempdir().unwrap();
-        // Canonical: /proc reports working directories resolved.
-        let tmp_path = tmp.path().canonicalize().unwrap();
         let stop_model = CancellationToken::new();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let model = DevModel::start(listener, stop_model.clone()).unwrap();
@@ -614,10 +763,10 @@ fn main() {
         // Warm-up: the Canopy sandbox starts on its first prompt; both
         // sessions get their title request out of the way.
         for i in 0..warmup {
-            let tag = format!("warm-direct-{i}");
+            let tag = format!("[warm-up direct {i}]");
             let s = direct.run(script(chunks, &tag), &mut events, &tag).await;
             println!("  warm-up direct  A={:>7.1} ms  B={:>7.1} ms", s.a, s.b);
-            let tag = format!("warm-canopy-{i}");
+            let tag = format!("[warm-up canopy {i}]");
             let s = canopy.run(script(chunks, &tag), &mut events, &tag).await;
             println!("  warm-up canopy  A={:>7.1} ms  B={:>7.1} ms", s.a, s.b);
             tokio::time::sleep(SETTLE).await;
@@ -627,10 +776,10 @@ fn main() {
         let mut c_samples = Vec::new();
         let measured = Instant::now();
         for i in 0..runs {
-            let tag = format!("direct-{i}");
+            let tag = format!("[direct {i}]");
             let d = direct.run(script(chunks, &tag), &mut events, &tag).await;
             tokio::time::sleep(SETTLE).await;
-            let tag = format!("canopy-{i}");
+            let tag = format!("[canopy {i}]");
             let c = canopy.run(script(chunks, &tag), &mut events, &tag).await;
             tokio::time::sleep(SETTLE).await;
             println!(
@@ -660,58 +809,7 @@ fn main() {
         }
         assert!(left.is_empty(), "processes left running: {left:?}");
 
-        let col = |s: &[Sample], f: &dyn Fn(&Sample) -> f64| stats(&s.iter().map(f).collect::<Vec<_>>());
-        let rows: [(&str, &dyn Fn(&Sample) -> f64); 3] = [
-            ("A: start → model receives the request", &|s| s.a),
-            ("B: model's last chunk → done seen by the client", &|s| s.b),
-            ("A + B", &|s| s.a + s.b),
-        ];
-        println!(
-            "\n{runs} runs each, interleaved; prompt `{}`; {:.0} s measured; p99 of {runs} samples is their maximum when runs < 100\n",
-            script(chunks, "<tag>"),
-            measured.as_secs_f64()
-        );
-        println!("| measurement | direct p50 / p99 / mean ms | Canopy p50 / p99 / mean ms | added p50 ms | added p99 ms | ratio p50 | ratio p99 |");
-        println!("|---|---|---|---|---|---|---|");
-        let mut summary = Vec::new();
-        for (name, f) in rows {
-            let d = col(&d_samples, f);
-            let c = col(&c_samples, f);
-            println!(
-                "| {name} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} / {:.1} | {:+.1} | {:+.1} | {} | {} |",
-                d.p50, d.p99, d.mean, c.p50, c.p99, c.mean,
-                c.p50 - d.p50, c.p99 - d.p99,
-                ratio(c.p50, d.p50), ratio(c.p99, d.p99),
-            );
-            summary.push(json!({"measurement": name, "direct": d, "canopy": c}));
-        }
-        // Paired: each Canopy run against the direct run just before it.
-        let paired: Vec<f64> = d_samples
-            .iter()
-            .zip(&c_samples)
-            .map(|(d, c)| (c.a + c.b) - (d.a + d.b))
-            .collect();
-        let p = stats(&paired);
-        println!(
-            "\npaired added ms per run (Canopy A+B − the direct A+B just before it): p50 {:.1}, p99 {:.1}, mean {:.1}",
-            p.p50, p.p99, p.mean
-        );
-        println!("\nCanopy split at the server's own replica (in process, no network hop):\n");
-        println!("| step | p50 ms | p99 ms | mean ms |");
-        println!("|---|---|---|---|");
-        let steps = [
-            ("sync in", "A: writer's append → entry on the server's replica"),
-            ("pickup", "A: entry on the server → `dispatched` (triage, worker, sandbox check, session check, /event subscribe)"),
-            ("dispatched to model", "A: `dispatched` → model receives (run record, transcript user message, system text, prompt_async, OpenCode)"),
-            ("model to done on server", "B: model's last chunk → `done` on the server's replica (OpenCode to idle, then run_is_over, finish)"),
-            ("sync out", "B: `done` on the server → `done` on the watcher's replica"),
-        ];
-        let mut split = Vec::new();
-        for (key, label) in steps {
-            let s = col(&c_samples, &|x| x.parts[key]);
-            println!("| {label} | {:.1} | {:.1} | {:.1} |", s.p50, s.p99, s.mean);
-            split.push(json!({"step": key, "stats": s}));
-        }
+        let raw = report(&d_samples, &c_samples, chunks, measured);
         if smoke {
             println!("\nsmoke run only; `cargo bench --bench agent_overhead` for numbers");
             return;
@@ -719,17 +817,7 @@ fn main() {
         let out = root().join("bench-results");
         std::fs::create_dir_all(&out).unwrap();
         let path = out.join("agent_overhead.json");
-        let raw = json!({
-            "runs": runs,
-            "chunks": chunks,
-            "summary": summary,
-            "paired_added": p,
-            "canopy_split": split,
-            "direct": d_samples.iter().map(|s| json!({"a": s.a, "b": s.b})).collect::<Vec<_>>(),
-            "canopy": c_samples.iter().map(|s| json!({"a": s.a, "b": s.b, "parts": s.parts})).collect::<Vec<_>>(),
-        });
         std::fs::write(&path, serde_json::to_string_pretty(&raw).unwrap()).unwrap();
         println!("\nraw results: {}", path.display());
-        drop(tmp);
     });
 }
