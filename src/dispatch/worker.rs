@@ -67,6 +67,8 @@ pub(super) struct Worker {
     session_id: String,
     sandbox: Option<Sandbox>,
     opencode_session: Option<String>,
+    /// `opencode_session` is known to exist in the current sandbox process.
+    session_checked: bool,
     transcript: Option<DocHandle>,
     kick: Arc<Notify>,
     stop: mpsc::UnboundedReceiver<String>,
@@ -102,6 +104,7 @@ impl Worker {
             session_id,
             sandbox: adopted,
             opencode_session: None,
+            session_checked: false,
             transcript: None,
             kick,
             stop,
@@ -831,51 +834,36 @@ impl Worker {
                 branch: r.feature_branch.unwrap_or(r.base_branch),
             }),
         };
-        let sid = self.session_id.clone();
-        match self.deps.backend.start(spec).await {
+        let started = self.deps.backend.start(spec).await;
+        let (status, state, branch) = match &started {
             Ok(sandbox) => {
                 if let Some(e) = &sandbox.clone_error {
                     tracing::warn!(error = %e, "the repository could not be cloned; the workspace is empty");
                 }
-                let ready = feature::Sandbox {
-                    backend,
-                    state: "running".into(),
-                    workspace_ready: true,
-                    branch: sandbox.branch.clone(),
-                    head: None,
-                };
-                let _ = self
-                    .feature
-                    .with_document_async(move |d| {
-                        write(d, "sandbox ready", |tx| {
-                            feature::set_session_status(tx, &sid, &SessionStatus::Ready)?;
-                            feature::set_session_sandbox(tx, &sid, Some(&ready))
-                        })
-                    })
-                    .await;
-                self.sandbox = Some(sandbox);
-                Ok(())
+                (SessionStatus::Ready, "running", sandbox.branch.clone())
             }
-            Err(e) => {
-                let failed = feature::Sandbox {
-                    backend,
-                    state: "failed".into(),
-                    workspace_ready: false,
-                    branch: None,
-                    head: None,
-                };
-                let _ = self
-                    .feature
-                    .with_document_async(move |d| {
-                        write(d, "sandbox failed", |tx| {
-                            feature::set_session_status(tx, &sid, &SessionStatus::Failed)?;
-                            feature::set_session_sandbox(tx, &sid, Some(&failed))
-                        })
-                    })
-                    .await;
-                Err(e.to_string())
-            }
-        }
+            Err(_) => (SessionStatus::Failed, "failed", None),
+        };
+        let shown = feature::Sandbox {
+            backend,
+            state: state.into(),
+            workspace_ready: started.is_ok(),
+            branch,
+            head: None,
+        };
+        let sid = self.session_id.clone();
+        let _ = self
+            .feature
+            .with_document_async(move |d| {
+                write(d, "sandbox state", |tx| {
+                    feature::set_session_status(tx, &sid, &status)?;
+                    feature::set_session_sandbox(tx, &sid, Some(&shown))
+                })
+            })
+            .await;
+        self.sandbox = Some(started.map_err(|e| e.to_string())?);
+        self.session_checked = false;
+        Ok(())
     }
 
     /// The OpenCode session and the transcript document, created on first
@@ -894,7 +882,13 @@ impl Worker {
         let client = OpenCodeClient::new(&sandbox.base_url, &sandbox.password);
         let dir = sandbox.workspace.to_string_lossy().into_owned();
         let oc = match &self.opencode_session {
-            Some(oc) if session_exists(&client, oc, &dir).await => oc.clone(),
+            // Checked once per sandbox process: the check reads the whole
+            // history, and a live process does not lose its sessions.
+            Some(oc) if self.session_checked => oc.clone(),
+            Some(oc) if session_exists(&client, oc, &dir).await => {
+                self.session_checked = true;
+                oc.clone()
+            }
             _ => {
                 let oc = client
                     .create_session(&dir)
@@ -906,6 +900,7 @@ impl Worker {
                     .await
                     .map_err(|e| format!("cannot record the OpenCode session: {e}"))?;
                 self.opencode_session = Some(oc.clone());
+                self.session_checked = true;
                 oc
             }
         };
