@@ -151,6 +151,20 @@ impl Worker {
 
     /// Run (or resume) one entry; `true` if the server is shutting down.
     async fn handle(&mut self, entry: QueueEntry) -> bool {
+        match self.run_entry(&entry).await {
+            Ok(shutting_down) => shutting_down,
+            // Whatever kept the run from starting is the entry's error.
+            Err(reason) => {
+                self.settle(&entry, Outcome::Failed(reason)).await;
+                false
+            }
+        }
+    }
+
+    /// [`Worker::handle`]'s body: `Err` is why the entry failed before its
+    /// run could be followed.
+    async fn run_entry(&mut self, entry: &QueueEntry) -> Result<bool, String> {
+        let entry = entry.clone();
         // Stop requests for an earlier entry are stale.
         while self.stop.try_recv().is_ok() {}
         let resumed = entry.status != QueueStatus::Queued;
@@ -159,64 +173,42 @@ impl Worker {
                 Ok(run) => run,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the run record");
-                    return self.wait_a_little().await;
+                    return Ok(self.wait_a_little().await);
                 }
             }
         } else {
             None
         };
         tracing::info!(queue_entry = %entry.id, resumed, "running queue entry");
-        if let Err(reason) = self.ensure_ready().await {
-            self.settle(&entry, Outcome::Failed(reason)).await;
-            return false;
-        }
-        let (oc, transcript) = match self.ensure_session_and_transcript().await {
-            Ok(x) => x,
-            Err(reason) => {
-                self.settle(&entry, Outcome::Failed(reason)).await;
-                return false;
-            }
-        };
+        self.ensure_ready().await?;
+        let (oc, transcript) = self.ensure_session_and_transcript().await?;
         let sandbox = self.sandbox.clone().expect("ensure_ready set the sandbox");
         let client = OpenCodeClient::new(&sandbox.base_url, &sandbox.password);
         let dir = sandbox.workspace.to_string_lossy().into_owned();
         // Subscribe before prompting: nothing the run emits is missed.
-        let events = match client.events(&dir).await {
-            Ok(e) => Box::pin(e) as Events,
-            Err(e) => {
-                self.settle(
-                    &entry,
-                    Outcome::Failed(format!("cannot follow the agent: {e}")),
-                )
-                .await;
-                return false;
-            }
-        };
+        let events: Events = Box::pin(
+            client
+                .events(&dir)
+                .await
+                .map_err(|e| format!("cannot follow the agent: {e}"))?,
+        );
         let run = match run {
             Some(run) => run,
             None => {
                 if !resumed && !self.mark(&entry.id, QueueStatus::Dispatched).await {
                     // Cancelled (or settled elsewhere) while the sandbox started.
-                    return false;
+                    return Ok(false);
                 }
                 let run = Run {
                     queue_entry: entry.id.clone(),
                     opencode_session: oc.clone(),
                     message_id: opencode::ascending_id("msg"),
                 };
-                if let Err(e) = self
-                    .deps
+                self.deps
                     .store
                     .record_run(&self.feature_id, &self.session_id, &run)
                     .await
-                {
-                    self.settle(
-                        &entry,
-                        Outcome::Failed(format!("cannot record the run: {e}")),
-                    )
-                    .await;
-                    return false;
-                }
+                    .map_err(|e| format!("cannot record the run: {e}"))?;
                 run
             }
         };
@@ -228,42 +220,34 @@ impl Worker {
         // A resumed run may have been prompted already, or even finished.
         let mut prompt_needed = true;
         if resumed {
-            match client.messages(&run.opencode_session, &dir).await {
-                Ok(msgs) => {
-                    prompt_needed = !msgs.iter().any(|m| {
-                        m.pointer("/info/id").and_then(Value::as_str) == Some(&run.message_id)
-                    });
-                    if !prompt_needed {
-                        self.write_messages(&transcript, &msgs, &origin).await;
-                        if !busy(&client, &run.opencode_session, &dir).await {
-                            return self
-                                .finish(
-                                    &client,
-                                    &dir,
-                                    &entry,
-                                    &run,
-                                    &origin,
-                                    &transcript,
-                                    None,
-                                    false,
-                                    entry.status == QueueStatus::Cancelled,
-                                )
-                                .await;
-                        }
-                    }
-                }
-                Err(e) => {
-                    self.settle(
-                        &entry,
-                        Outcome::Failed(format!("cannot read the agent's messages: {e}")),
-                    )
-                    .await;
-                    return false;
+            let msgs = client
+                .messages(&run.opencode_session, &dir)
+                .await
+                .map_err(|e| format!("cannot read the agent's messages: {e}"))?;
+            prompt_needed = !msgs
+                .iter()
+                .any(|m| m.pointer("/info/id").and_then(Value::as_str) == Some(&run.message_id));
+            if !prompt_needed {
+                self.write_messages(&transcript, &msgs, &origin).await;
+                if !busy(&client, &run.opencode_session, &dir).await {
+                    return Ok(self
+                        .finish(
+                            &client,
+                            &dir,
+                            &entry,
+                            &run,
+                            &origin,
+                            &transcript,
+                            None,
+                            false,
+                            entry.status == QueueStatus::Cancelled,
+                        )
+                        .await);
                 }
             }
         }
         let Some(system) = self.system_text(&entry).await else {
-            return true;
+            return Ok(true);
         };
         let prompt = Prompt {
             text: entry.text.clone(),
@@ -276,17 +260,10 @@ impl Worker {
             // The user message first, so every client sees who asked at once.
             self.write_user_message(&transcript, &origin, &entry.text)
                 .await;
-            if let Err(e) = client
+            client
                 .prompt_async(&run.opencode_session, &dir, &prompt)
                 .await
-            {
-                self.settle(
-                    &entry,
-                    Outcome::Failed(format!("OpenCode refused the prompt: {e}")),
-                )
-                .await;
-                return false;
-            }
+                .map_err(|e| format!("OpenCode refused the prompt: {e}"))?;
         }
         self.mark(&entry.id, QueueStatus::Running).await;
         self.set_session_status(SessionStatus::Running).await;
@@ -296,8 +273,9 @@ impl Worker {
             prompt: Some(prompt),
             ..FollowState::default()
         };
-        self.follow_and_finish(client, dir, entry, run, origin, transcript, events, state)
-            .await
+        Ok(self
+            .follow_and_finish(client, dir, entry, run, origin, transcript, events, state)
+            .await)
     }
 
     #[allow(clippy::too_many_arguments)]
