@@ -19,13 +19,23 @@ pid=$!
 # `make smoke` builds the release binary first; allow a slow, cold machine.
 for _ in $(seq 1 1200); do
   if grep -q "Canopy listening on http://127.0.0.1:$port" "$log"; then break; fi
-  if ! kill -0 "$pid" 2>/dev/null; then echo "make run exited:"; cat "$log"; exit 1; fi
+  if ! kill -0 "$pid" 2>/dev/null; then cat "$log"; echo "smoke test failed: make run exited"; exit 1; fi
   sleep 0.5
 done
-grep -q "Canopy listening on http://127.0.0.1:$port" "$log" || { echo "no URL printed:"; cat "$log"; exit 1; }
+grep -q "Canopy listening on http://127.0.0.1:$port" "$log" || { cat "$log"; echo "smoke test failed: make run printed no URL"; exit 1; }
 base="http://127.0.0.1:$port"
 
-fail() { echo "smoke test failed: $*"; cat "$log"; exit 1; }
+# The log first and the reason last: CI shows the tail of the output.
+fail() { echo "--- make run's output:"; cat "$log"; echo "smoke test failed: $*"; exit 1; }
+# `expect WHAT PATTERN CURL-ARGS…`: the response contains PATTERN. The body is
+# read whole before matching: `curl | grep -q` fails at random under
+# pipefail when grep exits early and curl's next write gets EPIPE.
+expect() {
+  local what=$1 pattern=$2 body
+  shift 2
+  body=$(curl -fsS "$@") || fail "$what: the request failed"
+  grep -q -- "$pattern" <<<"$body" || fail "$what: no '$pattern' in: ${body:0:400}"
+}
 
 # The first start printed the first user's token once; the README says to
 # copy it into CANOPY_TOKEN.
@@ -34,11 +44,11 @@ token=$(grep -o 'canopy_[a-z2-7]\{20\}_[A-Za-z0-9_-]\{43\}' "$log" | head -1)
 auth=(-H "Authorization: Bearer $token")
 
 # The README's tour, verbatim in spirit: create, session, queue, read.
-curl -fsS "$base/healthz" | grep -q '"ok"' || fail healthz
-curl -fsS "$base/readyz" | grep -q '"ready"' || fail readyz
+expect healthz '"ok"' "$base/healthz"
+expect readyz '"ready"' "$base/readyz"
 code=$(curl -s -o /dev/null -w '%{http_code}' "$base/api/features")
 [[ "$code" == 401 ]] || fail "no token gave $code"
-curl -fsS "${auth[@]}" "$base/api/me" | grep -q '"handle":"admin"' || fail me
+expect me '"handle":"admin"' "${auth[@]}" "$base/api/me"
 feature=$(curl -fsS "${auth[@]}" -X POST "$base/api/features" -H 'content-type: application/json' \
   -d '{"title":"Add OAuth login","description":"GitHub and Google sign-in"}')
 fid=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["feature_id"])' <<<"$feature")
@@ -46,12 +56,12 @@ fid=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["feature_id"])' <<
 session=$(curl -fsS "${auth[@]}" -X POST "$base/api/features/$fid/sessions" -H 'content-type: application/json' \
   -d '{"title":"research auth patterns"}')
 sid=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["session_id"])' <<<"$session")
-curl -fsS "${auth[@]}" -X POST "$base/api/features/$fid/queue" -H 'content-type: application/json' \
-  -d "{\"session_id\":\"$sid\",\"text\":\"Survey OAuth libraries\"}" | grep -q '"queued"' || fail queue
-curl -fsS "${auth[@]}" "$base/api/features/$fid" | grep -q 'Survey OAuth libraries' || fail snapshot
-curl -fsS "${auth[@]}" "$base/api/features" | grep -q "$fid" || fail list
-curl -fsS "${auth[@]}" -X POST "$base/api/sync-ticket" | grep -q '"ticket"' || fail ticket
-curl -fsS "$base/metrics" | grep -q 'canopy_http_requests_total' || fail metrics
+expect queue '"queued"' "${auth[@]}" -X POST "$base/api/features/$fid/queue" -H 'content-type: application/json' \
+  -d "{\"session_id\":\"$sid\",\"text\":\"Survey OAuth libraries\"}"
+expect snapshot 'Survey OAuth libraries' "${auth[@]}" "$base/api/features/$fid"
+expect list "$fid" "${auth[@]}" "$base/api/features"
+expect ticket '"ticket"' "${auth[@]}" -X POST "$base/api/sync-ticket"
+expect metrics 'canopy_http_requests_total' "$base/metrics"
 code=$(curl -s -o /dev/null -w '%{http_code}' "${auth[@]}" "$base/api/features/ftr_doesnotexist")
 [[ "$code" == 404 ]] || fail "unknown feature gave $code"
 
@@ -65,7 +75,7 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $bob" "$
 [[ "$code" == 404 ]] || fail "a non-member got $code for someone else's feature"
 # Agents: the offline scripted model (no API key here) does the work in a
 # local sandbox, and the result is visible over the API.
-curl -fsS "${auth[@]}" "$base/api/agent" | grep -q '"offline":true' || fail "agent info does not say offline"
+expect "agent info does not say offline" '"offline":true' "${auth[@]}" "$base/api/agent"
 grep -q "OFFLINE MODE" "$log" || fail "the log does not say the model is offline"
 entry=$(curl -fsS "${auth[@]}" -X POST "$base/api/features/$fid/queue" -H 'content-type: application/json' \
   -d "{\"session_id\":\"$sid\",\"text\":\"write hello.txt: hi from make run\"}")
@@ -81,5 +91,5 @@ print(next(e["status"] for e in doc["queue"] if e["id"] == sys.argv[1]))' "$eid"
 done
 [[ "$status" == done ]] || fail "the prompt ended $status"
 [[ "$(cat "$data/sandboxes/$sid/workspace/hello.txt")" == "hi from make run" ]] || fail "hello.txt not written"
-curl -fsS "${auth[@]}" "$base/api/features/$fid" | grep -q '"files_changed":\["hello.txt"\]' || fail "files_changed"
+expect "files_changed" '"files_changed":\["hello.txt"\]' "${auth[@]}" "$base/api/features/$fid"
 echo "make run smoke test: ok ($base)"
