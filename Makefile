@@ -47,6 +47,7 @@ build:
 
 release:
 	$(CARGO) build --release --bin canopy
+	$(CARGO) build --release -p canopy-sidecar
 
 lint:
 	$(CARGO) fmt --all -- --check

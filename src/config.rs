@@ -248,6 +248,21 @@ pub struct ServerConfig {
     )]
     pub opencode_bin: PathBuf,
 
+    /// The sandbox sidecar binary (`canopy-sidecar`, built with the server).
+    /// Default: next to this executable.
+    #[arg(long, env = "CANOPY_SIDECAR_BIN")]
+    pub sidecar_bin: Option<PathBuf>,
+
+    /// The server's base URL as sandboxes reach it. Default: the listen
+    /// address (loopback when it listens on all interfaces).
+    #[arg(long, env = "CANOPY_SANDBOX_SERVER_URL", value_parser = parse_public_url)]
+    pub sandbox_server_url: Option<String>,
+
+    /// How long a sandbox token lives, in hours (a new one is minted at
+    /// every sandbox start).
+    #[arg(long, env = "CANOPY_SANDBOX_TOKEN_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u32).range(1..=8760))]
+    pub sandbox_token_hours: u32,
+
     /// An OpenAI-compatible model endpoint (`http://…/v1`) for the agents,
     /// e.g. a separately run `canopy dev-model`. Default: a real provider
     /// when `ANTHROPIC_API_KEY` or `OPENAI_API_KEY` is set, else the

@@ -9,7 +9,10 @@
 use automerge::Automerge;
 use canopy_protocol::{
     ChangeMeta,
-    feature::{self, FeatureDoc, NewFeature, NewQueueEntry, NewSession, QueueEntry, RepoRef},
+    feature::{
+        self, FeatureDoc, NewFeature, NewQueueEntry, NewSession, QueueEntry, QueueStatus, RepoRef,
+        SessionStatus,
+    },
     ids, unix_ms_now,
 };
 use samod::{DocHandle, DocumentId, Repo};
@@ -100,6 +103,9 @@ pub enum FeatureError {
     /// The registry failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The request conflicts with the session's state (a run in flight).
+    #[error("{0}")]
+    Busy(String),
     /// The hub is stopping.
     #[error("the server is shutting down")]
     Stopped,
@@ -497,6 +503,44 @@ impl FeatureService {
         } else {
             Err(FeatureError::SessionNotFound(session_id.to_owned()))
         }
+    }
+
+    /// Mark a session `completed`: its work is done, and sessions that
+    /// depend on it may start. Refused while one of its prompts runs.
+    #[tracing::instrument(skip(self, actor))]
+    pub async fn complete_session(
+        &self,
+        feature_id: &str,
+        session_id: &str,
+        actor: &Actor,
+    ) -> Result<(), FeatureError> {
+        self.check_session(feature_id, session_id, actor, true)
+            .await?;
+        let (_, handle) = self.handle(feature_id).await?;
+        let sid = session_id.to_owned();
+        handle
+            .with_document_async(move |doc| {
+                let in_flight = feature::queue_entries_with_objects(doc)
+                    .into_iter()
+                    .any(|(_, e)| {
+                        e.session_id == sid
+                            && matches!(e.status, QueueStatus::Dispatched | QueueStatus::Running)
+                    });
+                if in_flight {
+                    return Err(FeatureError::Busy(format!(
+                        "session {sid} is running a prompt; stop it or wait before completing the session"
+                    )));
+                }
+                doc.transact_with(
+                    |_| ChangeMeta::now(format!("complete session {sid}")).commit_options(),
+                    |tx| feature::set_session_status(tx, &sid, &SessionStatus::Completed),
+                )
+                .map_err(|f| FeatureError::Document(f.error.to_string()))?;
+                Ok(())
+            })
+            .await??;
+        tracing::info!(feature_id, session_id, "session completed");
+        Ok(())
     }
 
     /// Append a prompt to the queue, as `queued`.

@@ -25,7 +25,8 @@ pub mod admin;
 pub mod attribution;
 pub mod audit;
 pub mod auth;
-pub mod client;
+/// The Rust sync client lives in the protocol crate (the sidecar uses it too).
+pub use canopy_protocol::client;
 pub mod config;
 pub mod db;
 pub mod devmodel;

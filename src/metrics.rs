@@ -124,6 +124,14 @@ pub struct Metrics {
     pub http_requests: Family<HttpLabels, Counter>,
     /// HTTP latency by route.
     pub http_seconds: HistogramFamily<HttpLabels>,
+    /// Settled queue entries, by outcome (`done`, `failed`, `cancelled`).
+    pub agent_runs: Family<ReasonLabels, Counter>,
+    /// Sandbox starts, by result (`ok`, `failed`).
+    pub sandbox_starts: Family<ReasonLabels, Counter>,
+    /// OpenCode restarts the sandboxes' sidecars reported.
+    pub opencode_restarts: Counter,
+    /// Heartbeats received from sidecars.
+    pub sidecar_heartbeats: Counter,
 }
 
 impl Metrics {
@@ -149,8 +157,32 @@ impl Metrics {
             limit_hits: Family::default(),
             http_requests: Family::default(),
             http_seconds: Family::new_with_constructor(latency_histogram),
+            agent_runs: Family::default(),
+            sandbox_starts: Family::default(),
+            opencode_restarts: Counter::default(),
+            sidecar_heartbeats: Counter::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "agent_runs",
+            "Settled queue entries by outcome (done, failed, cancelled)",
+            m.agent_runs.clone(),
+        );
+        registry.register(
+            "sandbox_starts",
+            "Sandbox starts by result (ok, failed)",
+            m.sandbox_starts.clone(),
+        );
+        registry.register(
+            "opencode_restarts",
+            "OpenCode processes the sandboxes' sidecars had to restart",
+            m.opencode_restarts.clone(),
+        );
+        registry.register(
+            "sidecar_heartbeats",
+            "Heartbeats received from sandbox sidecars",
+            m.sidecar_heartbeats.clone(),
+        );
         registry.register(
             "ws_connections",
             "Open /sync WebSocket connections",
@@ -267,6 +299,20 @@ impl Metrics {
     pub fn auth_failure(&self, reason: &'static str) {
         self.auth_failures
             .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// Count a settled run.
+    pub fn agent_run(&self, outcome: &'static str) {
+        self.agent_runs
+            .get_or_create(&ReasonLabels { reason: outcome })
+            .inc();
+    }
+
+    /// Count a sandbox start.
+    pub fn sandbox_start(&self, result: &'static str) {
+        self.sandbox_starts
+            .get_or_create(&ReasonLabels { reason: result })
             .inc();
     }
 

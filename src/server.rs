@@ -198,6 +198,21 @@ pub async fn start(
                 attribution: attribution.clone(),
                 audit: audit.clone(),
                 db: db.clone(),
+                users: users.clone(),
+                metrics: metrics.clone(),
+                sandbox_server_url: config.sandbox_server_url.clone().unwrap_or_else(|| {
+                    // Sandboxes are on this host: loopback reaches a server
+                    // listening on all interfaces too.
+                    let mut local = addr;
+                    if local.ip().is_unspecified() {
+                        local.set_ip(if local.is_ipv4() {
+                            std::net::Ipv4Addr::LOCALHOST.into()
+                        } else {
+                            std::net::Ipv6Addr::LOCALHOST.into()
+                        });
+                    }
+                    format!("http://{local}")
+                }),
             },
             shutdown.clone(),
         )

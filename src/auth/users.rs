@@ -61,6 +61,8 @@ pub struct TokenInfo {
     pub created_at: i64,
     /// Unix milliseconds, when revoked.
     pub revoked_at: Option<i64>,
+    /// Unix milliseconds after which it no longer works (sandbox tokens).
+    pub expires_at: Option<i64>,
 }
 
 /// Whether `handle` is acceptable: 1 to 39 of `[a-z0-9-]`, not starting or
@@ -244,6 +246,19 @@ impl Users {
         label: &str,
         scope: TokenScope,
     ) -> Result<(TokenInfo, String), AuthError> {
+        self.create_token_expiring(user_id, label, scope, None)
+            .await
+    }
+
+    /// [`Users::create_token`], with an expiry (Unix milliseconds) after
+    /// which the token is refused like a revoked one.
+    pub async fn create_token_expiring(
+        &self,
+        user_id: &str,
+        label: &str,
+        scope: TokenScope,
+        expires_at: Option<i64>,
+    ) -> Result<(TokenInfo, String), AuthError> {
         let label = label.trim().to_owned();
         check_text("label", &label, MAX_LABEL_CHARS)?;
         let MintedToken {
@@ -258,6 +273,7 @@ impl Users {
             scope,
             created_at: canopy_protocol::unix_ms_now(),
             revoked_at: None,
+            expires_at,
         };
         let i = info.clone();
         let inserted = self
@@ -272,8 +288,8 @@ impl Users {
                 };
                 conn.execute(
                     "INSERT INTO api_tokens
-                       (token_id, user_id, secret_hash, label, scope, feature_id, session_id, created_at)
-                     SELECT ?1, user_id, ?3, ?4, ?5, ?6, ?7, ?8 FROM users WHERE user_id = ?2",
+                       (token_id, user_id, secret_hash, label, scope, feature_id, session_id, created_at, expires_at)
+                     SELECT ?1, user_id, ?3, ?4, ?5, ?6, ?7, ?8, ?9 FROM users WHERE user_id = ?2",
                     params![
                         i.token_id,
                         i.user_id,
@@ -282,7 +298,8 @@ impl Users {
                         i.scope.as_str(),
                         feature,
                         session,
-                        i.created_at
+                        i.created_at,
+                        i.expires_at
                     ],
                 )
             })
@@ -367,7 +384,7 @@ impl Users {
             .db
             .read(move |conn| {
                 let mut stmt = conn.prepare(
-                    "SELECT token_id, user_id, label, scope, feature_id, session_id, created_at, revoked_at
+                    "SELECT token_id, user_id, label, scope, feature_id, session_id, created_at, revoked_at, expires_at
                      FROM api_tokens WHERE ?1 IS NULL OR user_id = ?1
                      ORDER BY created_at DESC, token_id",
                 )?;
@@ -385,10 +402,38 @@ impl Users {
                             ),
                             created_at: r.get(6)?,
                             revoked_at: r.get(7)?,
+                            expires_at: r.get(8)?,
                         })
                     })?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 Ok(rows)
+            })
+            .await?)
+    }
+
+    /// Revoke the sandbox tokens of a session (all, or all but `keep`).
+    /// Returns how many were revoked.
+    pub async fn revoke_agent_tokens(
+        &self,
+        feature_id: &str,
+        session_id: &str,
+        keep: Option<&str>,
+    ) -> Result<usize, AuthError> {
+        let (f, s, k) = (
+            feature_id.to_owned(),
+            session_id.to_owned(),
+            keep.unwrap_or("").to_owned(),
+        );
+        let now = canopy_protocol::unix_ms_now();
+        Ok(self
+            .db
+            .write_returning(128, move |conn| {
+                conn.execute(
+                    "UPDATE api_tokens SET revoked_at = ?4
+                     WHERE scope = 'agent' AND feature_id = ?1 AND session_id = ?2
+                       AND token_id != ?3 AND revoked_at IS NULL",
+                    params![f, s, k, now],
+                )
             })
             .await?)
     }
@@ -410,7 +455,8 @@ impl Users {
     }
 
     /// Who presents `token`, if anyone: the token must exist, match in
-    /// constant time, not be revoked, and belong to an enabled user. All
+    /// constant time, be neither revoked nor expired, and belong to an
+    /// enabled user. All
     /// failures are the same error.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
         let presented = secret::parse_token(token)?;
@@ -427,11 +473,14 @@ impl Users {
             .db
             .read(move |conn| {
                 conn.query_row(
-                    "SELECT t.secret_hash, t.revoked_at, t.scope, t.feature_id, t.session_id,
+                    // An expired token counts as revoked (at its expiry).
+                    "SELECT t.secret_hash,
+                            COALESCE(t.revoked_at, CASE WHEN t.expires_at <= ?2 THEN t.expires_at END),
+                            t.scope, t.feature_id, t.session_id,
                             u.user_id, u.handle, u.display_name, u.email, u.created_at, u.disabled
                      FROM api_tokens t JOIN users u ON u.user_id = t.user_id
                      WHERE t.token_id = ?1",
-                    [id],
+                    params![id, canopy_protocol::unix_ms_now()],
                     |r| {
                         Ok((
                             r.get(0)?,

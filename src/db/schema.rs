@@ -128,6 +128,13 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (session_id, part_id)
     ) WITHOUT ROWID;
     ",
+    // 5: tokens that expire (sandbox tokens; NULL never expires), and the
+    // OpenCode process a run began under, so a run lost with a restarted
+    // process is told from a slow one.
+    "
+    ALTER TABLE api_tokens ADD COLUMN expires_at INTEGER;
+    ALTER TABLE runs ADD COLUMN opencode_instance TEXT;
+    ",
 ];
 
 /// The schema version this build writes.

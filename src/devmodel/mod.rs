@@ -50,6 +50,10 @@ pub struct Received {
     pub prompt: String,
     /// Whether the request offered tools (OpenCode's title request does not).
     pub with_tools: bool,
+    /// The system messages' text (the agent's instructions and context).
+    pub system: String,
+    /// The names of the tools offered.
+    pub tools: Vec<String>,
 }
 
 /// One answer the model has finished sending, for benchmarks: a streamed
@@ -190,11 +194,35 @@ async fn chat(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         })
         .unwrap_or_default();
     let with_tools = request["tools"].as_array().is_some_and(|t| !t.is_empty());
+    let system = request["messages"]
+        .as_array()
+        .map(|ms| {
+            ms.iter()
+                .filter(|m| m["role"] == "system")
+                .map(|m| match &m["content"] {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default();
+    let tools = request["tools"]
+        .as_array()
+        .map(|ts| {
+            ts.iter()
+                .filter_map(|t| t.pointer("/function/name").and_then(Value::as_str))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
     shared.count.fetch_add(1, Ordering::Relaxed);
     let _ = shared.received.send(Received {
         at: Instant::now(),
         prompt: prompt.clone(),
         with_tools,
+        system,
+        tools,
     });
     let reply = script::decide(&request);
     let model = request["model"].as_str().unwrap_or(MODEL_ID).to_owned();

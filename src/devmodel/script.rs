@@ -10,7 +10,17 @@
 //! | `tool <name> <json args>` | a call of tool `<name>` (an MCP tool, say) | `Called <name>:` + the result's first line |
 //! | `slow <n>: <text>` | `<text>` streamed as `n` chunks, 200 ms apart | |
 //! | `fail: <message>` | an HTTP 500 provider error with `<message>` | |
+//! | `script:` + one step per line | step 1 | step k+1 after k tool results |
 //! | anything else | `You said: <text>` | |
+//!
+//! A script's first line is exactly `script:`; every following non-blank
+//! line is one step in one of the tool forms above (`write`, `run:`,
+//! `tool`). The last step may instead be `slow <n>: <text>`, `fail:
+//! <message>` or plain text (answered verbatim). The answer counts the
+//! `tool` messages after the last user message (one per tool call in the
+//! OpenAI chat format): with `k` of them it is step `k + 1`, and once every
+//! step has run it is `Done: <n> steps.` (`Done: 1 step.` for one). Each step is one line, so a
+//! scripted `write` writes one line of content.
 //!
 //! A request without tools whose system text asks for a title (OpenCode
 //! names its sessions this way) gets a short plain-text title.
@@ -115,12 +125,13 @@ pub fn decide(request: &Value) -> Reply {
             title
         });
     }
+    let after_user = &messages[last_user + 1..];
+    if let Some(steps) = script_steps(&prompt) {
+        let done = after_user.iter().filter(|m| m["role"] == "tool").count();
+        return script_step(&steps, done);
+    }
     // After the tool ran: the tool's result follows the user message.
-    if let Some(result) = messages[last_user + 1..]
-        .iter()
-        .rev()
-        .find(|m| m["role"] == "tool")
-    {
+    if let Some(result) = after_user.iter().rev().find(|m| m["role"] == "tool") {
         let output = content_text(result);
         let line = first_line(&output);
         let script = first_line(&prompt);
@@ -136,6 +147,47 @@ pub fn decide(request: &Value) -> Reply {
             format!("Done: {line}")
         });
     }
+    single_step(&prompt)
+}
+
+/// The steps of a multi-step script (`script:` then one step per line), or
+/// `None` when the prompt is a single-step one.
+fn script_steps(prompt: &str) -> Option<Vec<&str>> {
+    let mut lines = prompt.lines();
+    if lines.next()?.trim() != "script:" {
+        return None;
+    }
+    Some(
+        lines
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .collect(),
+    )
+}
+
+/// The answer to a script after `done` tool results: the next step, or a
+/// summary once all of them ran.
+fn script_step(steps: &[&str], done: usize) -> Reply {
+    let Some(step) = steps.get(done) else {
+        return Reply::text(match steps.len() {
+            0 => "Say `script:` followed by one step per line.".to_owned(),
+            1 => "Done: 1 step.".to_owned(),
+            n => format!("Done: {n} steps."),
+        });
+    };
+    let is_form = ["write ", "run:", "tool ", "slow ", "fail:"]
+        .iter()
+        .any(|form| step.starts_with(form));
+    if is_form {
+        single_step(step)
+    } else {
+        // Plain text is the script's own closing words.
+        Reply::text(*step)
+    }
+}
+
+/// The first answer to a single-step prompt (a tool call, text or an error).
+fn single_step(prompt: &str) -> Reply {
     let script = prompt.trim_start();
     if let Some(rest) = script.strip_prefix("write ") {
         let Some((path, content)) = rest.split_once(':') else {
@@ -280,6 +332,99 @@ mod tests {
             panic!()
         };
         assert_eq!(chunks.concat(), "You said: hello");
+    }
+
+    /// A script conversation after `results` tool calls have run.
+    fn scripted(script: &str, results: usize) -> Reply {
+        let mut messages = vec![
+            json!({"role":"system","content":"You are an agent."}),
+            json!({"role":"user","content":"earlier prompt"}),
+            json!({"role":"tool","content":"an older result"}),
+            json!({"role":"user","content":[{"type":"text","text":script}]}),
+        ];
+        for i in 0..results {
+            messages.push(json!({"role":"assistant","content":null,"tool_calls":[]}));
+            messages.push(json!({"role":"tool","content":format!("result {i}")}));
+        }
+        decide(&req(Value::Array(messages), true))
+    }
+
+    fn text_of(reply: Reply) -> String {
+        let Reply::Text { chunks, .. } = reply else {
+            panic!("expected text, got {reply:?}")
+        };
+        chunks.concat()
+    }
+
+    const THREE_TOOLS: &str = "script:\nwrite a.txt: first\n\n  run: cat a.txt  \ntool canopy_add_learning {\"text\":\"x\"}\n";
+
+    #[test]
+    fn a_script_answers_one_step_per_tool_result() {
+        assert_eq!(
+            scripted(THREE_TOOLS, 0),
+            Reply::ToolCall {
+                name: "write".into(),
+                arguments: json!({"filePath": "a.txt", "content": "first"})
+            }
+        );
+        assert_eq!(
+            scripted(THREE_TOOLS, 1),
+            Reply::ToolCall {
+                name: "bash".into(),
+                arguments: json!({"command": "cat a.txt", "description": "Run the requested command"})
+            }
+        );
+        assert_eq!(
+            scripted(THREE_TOOLS, 2),
+            Reply::ToolCall {
+                name: "canopy_add_learning".into(),
+                arguments: json!({"text": "x"})
+            }
+        );
+        assert_eq!(text_of(scripted(THREE_TOOLS, 3)), "Done: 3 steps.");
+        // More results than steps (a retried call, say) still ends it.
+        assert_eq!(text_of(scripted(THREE_TOOLS, 5)), "Done: 3 steps.");
+        assert_eq!(text_of(scripted("script:\nrun: true", 1)), "Done: 1 step.");
+    }
+
+    #[test]
+    fn a_script_can_end_in_text_slow_or_failure() {
+        let script = "script:\nwrite b.txt: two words\nAll done, see b.txt.";
+        assert!(matches!(
+            scripted(script, 0),
+            Reply::ToolCall { name, arguments } if name == "write" && arguments["content"] == "two words"
+        ));
+        assert_eq!(text_of(scripted(script, 1)), "All done, see b.txt.");
+
+        let Reply::Text { chunks, delay } = scripted("script:\nrun: ls\nslow 3: wait", 1) else {
+            panic!()
+        };
+        assert_eq!((chunks.len(), delay), (3, SLOW_CHUNK_DELAY));
+        assert_eq!(
+            scripted("script:\nrun: ls\nfail: out of quota", 1),
+            Reply::Error {
+                status: 500,
+                message: "out of quota".into()
+            }
+        );
+    }
+
+    #[test]
+    fn scripts_need_the_exact_header() {
+        assert!(text_of(scripted("script:\n\n", 0)).contains("script:"));
+        // Not a script: the first line is more than `script:`.
+        assert_eq!(
+            text_of(scripted("script: run: ls\nrun: ls", 0)),
+            "You said: script: run: ls"
+        );
+        // The title request names a script session by its first line.
+        let Reply::Text { chunks, .. } = decide(&req(
+            json!([{"role":"system","content":"Generate a title"},{"role":"user","content":THREE_TOOLS}]),
+            false,
+        )) else {
+            panic!()
+        };
+        assert_eq!(chunks.concat(), "script:");
     }
 
     #[test]

@@ -60,6 +60,14 @@ pub struct Deps {
     pub store: Store,
     /// Where sandboxes run.
     pub backend: Arc<dyn SandboxBackend>,
+    /// Who may be a commit's author; who owns sandbox tokens.
+    pub users: crate::auth::Users,
+    /// The server's base URL as sandboxes reach it.
+    pub sandbox_server_url: String,
+    /// How long a sandbox token lives.
+    pub token_ttl: std::time::Duration,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Largest prompt, in bytes.
     pub max_prompt_bytes: usize,
     /// `(providerID, modelID)` to prompt with; `None`: the sandbox's default.
@@ -153,6 +161,14 @@ impl Dispatcher {
         Some(current)
     }
 
+    /// Stop a session's sandbox (its work is done); the workspace stays,
+    /// and a later prompt starts it again.
+    pub async fn release_sandbox(&self, session_id: &str) {
+        if let Err(e) = self.inner.deps.backend.stop(session_id).await {
+            tracing::warn!(session_id, error = %e, "cannot stop the sandbox of a completed session");
+        }
+    }
+
     /// The dispatcher's tables (transcripts, tool outputs).
     pub fn store(&self) -> &Store {
         &self.inner.deps.store
@@ -201,6 +217,11 @@ impl Dispatcher {
             tracing::warn!(error = %e, "cannot bind the server's actor; not dispatching");
             return;
         }
+        self.inner.tasks.spawn(watch_heartbeats(
+            handle.clone(),
+            deps.metrics.clone(),
+            self.inner.shutdown.clone(),
+        ));
         let mut changes = handle.changes();
         loop {
             let checker = Checker {
@@ -380,4 +401,37 @@ impl Checker {
 
 fn queue_items(doc: &Automerge) -> Vec<(ObjId, feature::QueueEntry)> {
     feature::queue_entries_with_objects(doc)
+}
+
+/// Count the sidecars' heartbeats on a feature document, and the OpenCode
+/// restarts they report (each sidecar's count only grows; the difference
+/// is what happened since its last beat).
+async fn watch_heartbeats(
+    handle: DocHandle,
+    metrics: Arc<crate::metrics::Metrics>,
+    shutdown: CancellationToken,
+) {
+    let mut ephemera = handle.ephemera();
+    let mut restarts: HashMap<String, u32> = HashMap::new();
+    loop {
+        let bytes = tokio::select! {
+            next = ephemera.next() => match next {
+                Some(bytes) => bytes,
+                None => return,
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let Ok(canopy_protocol::ephemeral::Ephemeral::Heartbeat(beat)) =
+            canopy_protocol::ephemeral::Ephemeral::decode(&bytes)
+        else {
+            continue;
+        };
+        metrics.sidecar_heartbeats.inc();
+        let Some(now) = beat.restarts else { continue };
+        // A lower count is a new sidecar, counting from 0 again.
+        let before = restarts.insert(beat.session_id, now).unwrap_or(now);
+        if now > before {
+            metrics.opencode_restarts.inc_by(u64::from(now - before));
+        }
+    }
 }

@@ -100,6 +100,12 @@ pub struct Services {
     pub audit: AuditLog,
     /// SQLite.
     pub db: Database,
+    /// Users (sandbox tokens, commit authors).
+    pub users: crate::auth::Users,
+    /// The server's base URL as sandboxes reach it.
+    pub sandbox_server_url: String,
+    /// Prometheus metrics.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// Start the dispatcher as configured.
@@ -119,8 +125,20 @@ pub async fn start(
             if !bin.exists() {
                 tracing::warn!(path = %bin.display(), "OpenCode is not installed there (run `make opencode`); prompts will fail until it is");
             }
+            let sidecar = match &config.sidecar_bin {
+                Some(p) if p.is_relative() => std::env::current_dir()?.join(p),
+                Some(p) => p.clone(),
+                None => std::env::current_exe()?
+                    .parent()
+                    .map(|d| d.join("canopy-sidecar"))
+                    .unwrap_or_else(|| "canopy-sidecar".into()),
+            };
+            if !sidecar.exists() {
+                tracing::warn!(path = %sidecar.display(), "the sandbox sidecar is not built there (run `cargo build -p canopy-sidecar` or `make run`); prompts will fail until it is");
+            }
             Arc::new(LocalProcesses::new(
                 bin,
+                sidecar,
                 config.sandboxes_dir(),
                 model.clone(),
             ))
@@ -142,6 +160,10 @@ pub async fn start(
         audit: services.audit,
         store: Store::new(services.db),
         backend,
+        users: services.users,
+        sandbox_server_url: services.sandbox_server_url,
+        metrics: services.metrics,
+        token_ttl: std::time::Duration::from_secs(u64::from(config.sandbox_token_hours) * 3600),
         max_prompt_bytes: config.max_prompt_bytes as usize,
         model: Some((model.provider.clone(), model.model.clone())),
     };

@@ -16,6 +16,9 @@ pub struct Run {
     pub opencode_session: String,
     /// The user message id Canopy chose for it (`msg_…`).
     pub message_id: String,
+    /// The OpenCode process (the sidecar's instance id) it was prompted in;
+    /// another one now means the run was lost with that process.
+    pub opencode_instance: Option<String>,
 }
 
 /// The dispatcher's tables. Cheap to clone.
@@ -112,15 +115,17 @@ impl Store {
             .write(192, move |conn| {
                 conn.execute(
                     "INSERT OR REPLACE INTO runs
-                     (queue_entry, feature_id, session_id, opencode_session, message_id, started_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                     (queue_entry, feature_id, session_id, opencode_session, message_id, started_at,
+                      opencode_instance)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     params![
                         r.queue_entry,
                         f,
                         s,
                         r.opencode_session,
                         r.message_id,
-                        canopy_protocol::unix_ms_now()
+                        canopy_protocol::unix_ms_now(),
+                        r.opencode_instance
                     ],
                 )?;
                 Ok(())
@@ -134,13 +139,15 @@ impl Store {
         self.db
             .read(move |conn| {
                 conn.query_row(
-                    "SELECT queue_entry, opencode_session, message_id FROM runs WHERE queue_entry = ?1",
+                    "SELECT queue_entry, opencode_session, message_id, opencode_instance
+                     FROM runs WHERE queue_entry = ?1",
                     [q],
                     |r| {
                         Ok(Run {
                             queue_entry: r.get(0)?,
                             opencode_session: r.get(1)?,
                             message_id: r.get(2)?,
+                            opencode_instance: r.get(3)?,
                         })
                     },
                 )

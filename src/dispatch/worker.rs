@@ -11,6 +11,7 @@ use canopy_protocol::{
     ChangeMeta,
     ephemeral::{AgentOutput, Ephemeral, OutputKind},
     feature::{self, QueueEntry, QueueStatus, QueueUpdate, SessionStatus, Writer},
+    sidecar::{CommitOutcome, CommitRequest},
     transcript::{self, NewTranscript, PartKind},
     unix_ms_now,
 };
@@ -26,9 +27,17 @@ use super::{
     transcript::{self as convert, Origin},
 };
 use crate::{
+    auth::TokenScope,
     opencode::{self, Event, Known, OpenCodeClient, OpenCodeError, Prompt},
-    sandbox::{RepoSpec, Sandbox, SandboxSpec},
+    sandbox::{RepoSpec, Sandbox, SandboxSpec, SidecarSpec, sidecar_commit, sidecar_status},
 };
+
+/// The error of an entry whose OpenCode process died under it.
+const LOST_RUN: &str = "the agent's OpenCode process stopped during the run; the sandbox restarted it (queue the prompt again to retry)";
+/// How long a started sandbox's sidecar gets to report `ready`.
+const READY_WAIT: Duration = Duration::from_secs(15);
+/// How long a sidecar gets to bring OpenCode (back) up.
+const OPENCODE_UP_WAIT: Duration = Duration::from_secs(90);
 
 /// OpenCode sends a heartbeat every 10 s; this long without any event
 /// means the stream is dead even if the socket is not closed.
@@ -50,6 +59,16 @@ enum Outcome {
     Cancelled,
 }
 
+impl Outcome {
+    fn label(&self) -> &'static str {
+        match self {
+            Outcome::Done => "done",
+            Outcome::Failed(_) => "failed",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// Why following a run stopped.
 enum Followed {
     /// OpenCode says the session is idle: settle from its messages.
@@ -69,6 +88,10 @@ pub(super) struct Worker {
     opencode_session: Option<String>,
     /// `opencode_session` is known to exist in the current sandbox process.
     session_checked: bool,
+    /// The OpenCode process (the sidecar's instance id) last seen up.
+    instance: Option<String>,
+    /// Who asked for the sandbox's last start (owns its token).
+    asked_by: Option<String>,
     transcript: Option<DocHandle>,
     kick: Arc<Notify>,
     stop: mpsc::UnboundedReceiver<String>,
@@ -105,6 +128,8 @@ impl Worker {
             sandbox: adopted,
             opencode_session: None,
             session_checked: false,
+            instance: None,
+            asked_by: None,
             transcript: None,
             kick,
             stop,
@@ -180,6 +205,7 @@ impl Worker {
             None
         };
         tracing::info!(queue_entry = %entry.id, resumed, "running queue entry");
+        self.asked_by = Some(entry.author.clone());
         self.ensure_ready().await?;
         let (oc, transcript) = self.ensure_session_and_transcript().await?;
         let sandbox = self.sandbox.clone().expect("ensure_ready set the sandbox");
@@ -203,6 +229,7 @@ impl Worker {
                     queue_entry: entry.id.clone(),
                     opencode_session: oc.clone(),
                     message_id: opencode::ascending_id("msg"),
+                    opencode_instance: self.instance.clone(),
                 };
                 self.deps
                     .store
@@ -219,6 +246,11 @@ impl Worker {
         };
         // A resumed run may have been prompted already, or even finished.
         let mut prompt_needed = true;
+        if resumed && run.opencode_instance.is_some() && run.opencode_instance != self.instance {
+            // Prompted in an OpenCode process that is gone (restarted by the
+            // sidecar while this server was away): its answer is lost.
+            return Err(LOST_RUN.into());
+        }
         if resumed {
             let msgs = client
                 .messages(&run.opencode_session, &dir)
@@ -306,17 +338,13 @@ impl Worker {
             Followed::Shutdown => true,
             Followed::SandboxDied => {
                 tracing::warn!(queue_entry = %entry.id, "OpenCode died during the run");
-                self.sandbox = None;
-                self.settle(
-                    &entry,
-                    Outcome::Failed(
-                        "the agent's OpenCode process stopped during the run; the sandbox is being restarted"
-                            .into(),
-                    ),
-                )
-                .await;
+                // Whatever the agent changed before it died is still its
+                // author's work.
+                self.commit_work(&entry).await;
+                self.settle(&entry, Outcome::Failed(LOST_RUN.into())).await;
                 self.set_session_status(SessionStatus::Failed).await;
-                // Restart now, so the session is ready for what comes next.
+                // Ready again (the sidecar restarts OpenCode; a dead sidecar
+                // means a new sandbox) before what comes next.
                 if let Err(e) = self.ensure_ready().await {
                     tracing::warn!(error = %e, "cannot restart the sandbox");
                 }
@@ -374,7 +402,7 @@ impl Worker {
                         }
                     }
                     Some(Err(_)) | None => {
-                        if !self.deps.backend.alive(&self.session_id).await {
+                        if self.opencode_lost(run).await {
                             return Followed::SandboxDied;
                         }
                         // Reconnect, then catch up: the stream has no replay.
@@ -421,7 +449,7 @@ impl Worker {
                     }
                 }
                 _ = liveness.tick() => {
-                    if !self.deps.backend.alive(&self.session_id).await {
+                    if self.opencode_lost(run).await {
                         return Followed::SandboxDied;
                     }
                     if last_progress.elapsed() > STALL_CHECK_AFTER {
@@ -659,18 +687,25 @@ impl Worker {
                 usage.cost_usd += u.cost_usd;
             }
         }
-        let files = match client.vcs_status(dir).await {
-            Ok(list) => Some(
-                list.iter()
-                    .filter_map(|f| f.get("file").and_then(Value::as_str).map(str::to_owned))
-                    .collect::<Vec<_>>(),
-            ),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the workspace's status");
-                None
-            }
+        // Commit before the entry settles, so the next prompt starts from a
+        // clean tree; the sidecar records commit and files in the document.
+        // Without it, at least say which files are dirty.
+        let files = match self.commit_work(entry).await {
+            Some(_) => None,
+            None => match client.vcs_status(dir).await {
+                Ok(list) => Some(
+                    list.iter()
+                        .filter_map(|f| f.get("file").and_then(Value::as_str).map(str::to_owned))
+                        .collect::<Vec<_>>(),
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the workspace's status");
+                    None
+                }
+            },
         };
         tracing::info!(queue_entry = %entry.id, outcome = ?outcome, "run finished");
+        self.deps.metrics.agent_run(outcome.label());
         let aborted = stop_requested || client_cancelled || outcome == Outcome::Cancelled;
         let (sid, id) = (self.session_id.clone(), entry.id.clone());
         let _ = self
@@ -776,11 +811,23 @@ impl Worker {
             .ok()
     }
 
-    /// Make sure the sandbox runs: adopted, still alive, or started now.
+    /// Make sure the sandbox runs and its OpenCode answers: adopted, still
+    /// alive (OpenCode restarted by the sidecar if it died), or started now.
     async fn ensure_ready(&mut self) -> Result<(), String> {
-        if self.sandbox.is_some() {
+        if let Some(sandbox) = self.sandbox.clone() {
             if self.deps.backend.alive(&self.session_id).await {
-                return Ok(());
+                match wait_opencode_up(&sandbox, &self.shutdown).await {
+                    Ok(instance) => {
+                        self.note_instance(instance);
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the sandbox's OpenCode does not come up; restarting the sandbox");
+                        if let Err(e) = self.deps.backend.stop(&self.session_id).await {
+                            tracing::warn!(error = %e, "cannot stop the sandbox");
+                        }
+                    }
+                }
             }
             self.sandbox = None;
         }
@@ -793,17 +840,40 @@ impl Worker {
             branch: None,
             head: None,
         };
-        let repo = self
+        let found = self
             .feature
             .with_document_async(move |d| {
                 let _ = write(d, "sandbox starting", |tx| {
                     feature::set_session_status(tx, &sid, &SessionStatus::Starting)?;
                     feature::set_session_sandbox(tx, &sid, Some(&starting))
                 });
-                feature::read(d).ok().and_then(|f| f.repo)
+                feature::read(d).ok()
             })
             .await
             .map_err(|_| "the server is stopping".to_owned())?;
+        let (repo, owner) = match &found {
+            Some(doc) => (doc.repo.clone(), self.token_owner(doc)),
+            None => (None, self.asked_by.clone()),
+        };
+        let owner = owner.ok_or("nobody to start the sandbox for")?;
+        let (token_id, token) = self
+            .deps
+            .users
+            .create_token_expiring(
+                &owner,
+                &format!("sandbox {}", self.session_id),
+                TokenScope::Agent {
+                    feature_id: self.feature_id.clone(),
+                    session_id: self.session_id.clone(),
+                },
+                Some(
+                    unix_ms_now()
+                        + i64::try_from(self.deps.token_ttl.as_millis()).unwrap_or(i64::MAX / 2),
+                ),
+            )
+            .await
+            .map(|(info, token)| (info.token_id, token))
+            .map_err(|e| format!("cannot mint the sandbox token: {e}"))?;
         let spec = SandboxSpec {
             session_id: self.session_id.clone(),
             feature_id: self.feature_id.clone(),
@@ -811,37 +881,172 @@ impl Worker {
                 url: r.url,
                 branch: r.feature_branch.unwrap_or(r.base_branch),
             }),
+            sidecar: SidecarSpec {
+                server_url: self.deps.sandbox_server_url.clone(),
+                token,
+                feature_doc: self.feature.url().to_string(),
+            },
         };
         let started = self.deps.backend.start(spec).await;
-        let (status, state, branch) = match &started {
+        self.deps
+            .metrics
+            .sandbox_start(if started.is_ok() { "ok" } else { "failed" });
+        match &started {
             Ok(sandbox) => {
                 if let Some(e) = &sandbox.clone_error {
                     tracing::warn!(error = %e, "the repository could not be cloned; the workspace is empty");
                 }
-                (SessionStatus::Ready, "running", sandbox.branch.clone())
+                // The sidecar is the only holder of the new token now.
+                if let Err(e) = self
+                    .deps
+                    .users
+                    .revoke_agent_tokens(&self.feature_id, &self.session_id, Some(&token_id))
+                    .await
+                {
+                    tracing::warn!(error = %e, "cannot revoke the session's older sandbox tokens");
+                }
             }
-            Err(_) => (SessionStatus::Failed, "failed", None),
-        };
-        let shown = feature::Sandbox {
-            backend,
-            state: state.into(),
-            workspace_ready: started.is_ok(),
-            branch,
-            head: None,
-        };
-        let sid = self.session_id.clone();
-        let _ = self
-            .feature
-            .with_document_async(move |d| {
-                write(d, "sandbox state", |tx| {
-                    feature::set_session_status(tx, &sid, &status)?;
-                    feature::set_session_sandbox(tx, &sid, Some(&shown))
-                })
-            })
-            .await;
-        self.sandbox = Some(started.map_err(|e| e.to_string())?);
-        self.session_checked = false;
+            Err(e) => {
+                let _ = self
+                    .deps
+                    .users
+                    .revoke_agent_tokens(&self.feature_id, &self.session_id, None)
+                    .await;
+                let shown = feature::Sandbox {
+                    backend,
+                    state: "failed".into(),
+                    workspace_ready: false,
+                    branch: None,
+                    head: None,
+                };
+                let sid = self.session_id.clone();
+                let _ = self
+                    .feature
+                    .with_document_async(move |d| {
+                        write(d, "sandbox failed", |tx| {
+                            feature::set_session_status(tx, &sid, &SessionStatus::Failed)?;
+                            feature::set_session_sandbox(tx, &sid, Some(&shown))
+                        })
+                    })
+                    .await;
+                return Err(e.to_string());
+            }
+        }
+        let sandbox = started.map_err(|e| e.to_string())?;
+        let instance = wait_opencode_up(&sandbox, &self.shutdown).await?;
+        self.sandbox = Some(sandbox);
+        self.note_instance(instance);
+        // The sidecar reports `ready` into the document; wait for it, so our
+        // later `running` is causally after it and wins.
+        if !self.wait_for_ready().await {
+            tracing::warn!("the sidecar did not report ready; marking the session ready");
+            self.set_session_status(SessionStatus::Ready).await;
+        }
         Ok(())
+    }
+
+    fn note_instance(&mut self, instance: String) {
+        if self.instance.as_deref() != Some(instance.as_str()) {
+            // A new OpenCode process: its sessions must be checked again.
+            self.session_checked = false;
+            self.instance = Some(instance);
+        }
+    }
+
+    /// Whose sandbox token: who asked for this start if they may write,
+    /// else the session's creator (when a person), else the feature's.
+    fn token_owner(&self, doc: &feature::FeatureDoc) -> Option<String> {
+        let person = |u: &str| !u.is_empty() && !u.starts_with("agent:");
+        self.asked_by
+            .clone()
+            .filter(|u| person(u))
+            .or_else(|| {
+                doc.sessions
+                    .get(&self.session_id)
+                    .map(|s| s.created_by.clone())
+                    .filter(|u| person(u))
+            })
+            .or_else(|| Some(doc.created_by.clone()).filter(|u| person(u)))
+    }
+
+    /// Wait (up to [`READY_WAIT`]) until the document says the session is
+    /// ready; `false` if it does not.
+    async fn wait_for_ready(&self) -> bool {
+        let mut changes = self.feature.changes();
+        let deadline = tokio::time::Instant::now() + READY_WAIT;
+        loop {
+            let sid = self.session_id.clone();
+            let status = self
+                .feature
+                .with_document_async(move |d| feature::read_session(d, &sid).map(|s| s.status))
+                .await
+                .ok()
+                .flatten();
+            if status != Some(SessionStatus::Starting) {
+                return status.is_some();
+            }
+            tokio::select! {
+                next = changes.next() => if next.is_none() { return false },
+                _ = tokio::time::sleep_until(deadline) => return false,
+                _ = self.shutdown.cancelled() => return false,
+            }
+        }
+    }
+
+    /// Whether the OpenCode process `run` was prompted in is gone: the
+    /// sandbox died, or its sidecar runs another OpenCode now.
+    async fn opencode_lost(&self, run: &Run) -> bool {
+        if !self.deps.backend.alive(&self.session_id).await {
+            return true;
+        }
+        let Some(sandbox) = &self.sandbox else {
+            return false;
+        };
+        match sidecar_status(&sandbox.control_url, &sandbox.control_secret).await {
+            Ok(status) => {
+                status.opencode.phase != "up"
+                    || run
+                        .opencode_instance
+                        .as_ref()
+                        .is_some_and(|i| *i != status.opencode.instance)
+            }
+            // Busy or restarting: the process check above decides.
+            Err(_) => false,
+        }
+    }
+
+    /// Commit what the entry's run changed, as its author; `None` if the
+    /// sidecar could not be asked.
+    async fn commit_work(&self, entry: &QueueEntry) -> Option<CommitOutcome> {
+        let sandbox = self.sandbox.as_ref()?;
+        let user = self.deps.users.user(&entry.author).await.ok().flatten();
+        let (name, email) = match &user {
+            Some(u) => (
+                clean_name(&u.display_name).unwrap_or_else(|| u.handle.clone()),
+                u.email
+                    .clone()
+                    .filter(|e| !e.is_empty())
+                    .unwrap_or_else(|| format!("{}@users.canopy.invalid", u.handle)),
+            ),
+            None => (
+                entry.author.clone(),
+                format!("{}@users.canopy.invalid", entry.author),
+            ),
+        };
+        let request = CommitRequest {
+            queue_entry: entry.id.clone(),
+            author_name: name,
+            author_email: email,
+            subject: entry.text.lines().next().unwrap_or_default().to_owned(),
+            body: None,
+        };
+        match sidecar_commit(&sandbox.control_url, &sandbox.control_secret, &request).await {
+            Ok(outcome) => Some(outcome),
+            Err(e) => {
+                tracing::warn!(error = %e, queue_entry = %entry.id, "cannot commit the run's work");
+                None
+            }
+        }
     }
 
     /// The OpenCode session and the transcript document, created on first
@@ -947,6 +1152,7 @@ impl Worker {
 
     async fn settle(&self, entry: &QueueEntry, outcome: Outcome) {
         tracing::info!(queue_entry = %entry.id, outcome = ?outcome, "queue entry settled");
+        self.deps.metrics.agent_run(outcome.label());
         let id = entry.id.clone();
         let sid = self.session_id.clone();
         let sandbox_up = self.sandbox.is_some();
@@ -1083,11 +1289,31 @@ fn next_entry(doc: &Automerge, session_id: &str) -> Option<QueueEntry> {
         .map(|(_, e)| e)
         .filter(|e| e.session_id == session_id)
         .collect();
-    entries
+    if let Some(in_flight) = entries
         .iter()
         .find(|e| matches!(e.status, QueueStatus::Dispatched | QueueStatus::Running))
-        .or_else(|| entries.iter().find(|e| e.status == QueueStatus::Queued))
+    {
+        return Some(in_flight.clone());
+    }
+    // A session starts only once every session it depends on is completed.
+    if !dependencies_completed(doc, session_id) {
+        return None;
+    }
+    entries
+        .iter()
+        .find(|e| e.status == QueueStatus::Queued)
         .cloned()
+}
+
+/// Whether every session `session_id` depends on is `completed` (unknown
+/// ones never are).
+fn dependencies_completed(doc: &Automerge, session_id: &str) -> bool {
+    let Some(session) = feature::read_session(doc, session_id) else {
+        return true;
+    };
+    session.depends_on.iter().all(|dep| {
+        feature::read_session(doc, dep).is_some_and(|d| d.status == SessionStatus::Completed)
+    })
 }
 
 fn apply_outcome<T: automerge::transaction::Transactable>(
@@ -1142,4 +1368,50 @@ where
             tracing::warn!(error = %f.error, message, "document write failed");
             f.error.to_string()
         })
+}
+
+/// Wait until the sandbox's sidecar says OpenCode is up; its instance id.
+async fn wait_opencode_up(
+    sandbox: &Sandbox,
+    shutdown: &CancellationToken,
+) -> Result<String, String> {
+    let deadline = Instant::now() + OPENCODE_UP_WAIT;
+    let mut last;
+    loop {
+        match sidecar_status(&sandbox.control_url, &sandbox.control_secret).await {
+            Ok(status) if status.opencode.phase == "up" => return Ok(status.opencode.instance),
+            Ok(status) => {
+                last = format!(
+                    "OpenCode is {}{}",
+                    status.opencode.phase,
+                    status
+                        .opencode
+                        .last_exit
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                );
+            }
+            Err(e) => last = e.to_string(),
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "the sandbox's OpenCode did not come up within {OPENCODE_UP_WAIT:?}: {last}"
+            ));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = shutdown.cancelled() => return Err("the server is stopping".into()),
+        }
+    }
+}
+
+/// A display name git accepts as an author: no angle brackets or line
+/// breaks; `None` if nothing is left.
+fn clean_name(name: &str) -> Option<String> {
+    let cleaned: String = name
+        .chars()
+        .filter(|c| !matches!(c, '<' | '>') && !c.is_control())
+        .collect();
+    let cleaned = cleaned.trim();
+    (!cleaned.is_empty()).then(|| cleaned.chars().take(200).collect())
 }

@@ -40,6 +40,9 @@ impl From<FeatureError> for ApiError {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
             }
             FeatureError::Unavailable(_) => ApiError::unavailable(e.to_string()),
+            FeatureError::Busy(_) => {
+                ApiError::new(StatusCode::CONFLICT, "session_busy", e.to_string())
+            }
             FeatureError::Stopped => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting_down",

@@ -49,6 +49,10 @@ pub fn router(state: AppState) -> Router {
             post(sessions::stop),
         )
         .route(
+            "/features/{feature_id}/sessions/{session_id}/complete",
+            post(sessions::complete),
+        )
+        .route(
             "/features/{feature_id}/sessions/{session_id}/tool-outputs/{part_id}",
             get(sessions::tool_output),
         )

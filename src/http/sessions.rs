@@ -54,6 +54,23 @@ pub(super) async fn stop(
     Ok(Json(json!({ "session_id": session_id, "stopped": stopped })).into_response())
 }
 
+/// `POST /api/features/{id}/sessions/{sid}/complete`: the session's work
+/// is done; its sandbox stops, and sessions that depend on it may start.
+pub(super) async fn complete(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    ApiPath((feature_id, session_id)): ApiPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    state
+        .features()
+        .complete_session(&feature_id, &session_id, &Actor::from(&who))
+        .await?;
+    if let Some(agents) = state.agents() {
+        agents.dispatcher.release_sandbox(&session_id).await;
+    }
+    Ok(Json(json!({ "session_id": session_id, "status": "completed" })).into_response())
+}
+
 /// `GET /api/features/{id}/sessions/{sid}/tool-outputs/{part_id}`: a tool
 /// call's full output (transcripts keep only its start).
 pub(super) async fn tool_output(

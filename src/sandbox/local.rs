@@ -1,5 +1,6 @@
-//! The embedded default sandbox backend: each session's OpenCode runs as a
-//! local process with its own workspace and home directories. It isolates
+//! The embedded default sandbox backend: each session's sidecar (which
+//! runs its OpenCode) is a local process with its own workspace and home
+//! directories. It isolates
 //! nothing (the agent runs as the server's user); it is for one trusted
 //! person on a laptop, and the Docker backend is for everyone else.
 //!
@@ -8,19 +9,22 @@
 //! ```text
 //! <root>/<session_id>/workspace/      the git repository the agent works in
 //! <root>/<session_id>/home/           HOME and XDG dirs of its OpenCode
-//! <root>/<session_id>/opencode.log    OpenCode's output (.1: the run before)
+//! <root>/<session_id>/sidecar/        the sidecar's replica, the agent's
+//!                                     context file, OpenCode's log
+//! <root>/<session_id>/sidecar.log     the sidecar's output (.1: the run before)
 //! <root>/<session_id>/workspace.json  how the workspace was made (clone error)
 //! <root>/<session_id>/sandbox.json    the running process, for adoption
 //! ```
 //!
-//! A sandbox outlives the server process: OpenCode runs in its own process
-//! group, is not killed when its `Child` is dropped, and `sandbox.json`
+//! A sandbox outlives the server process: the sidecar runs in its own
+//! process group, is not killed when its `Child` is dropped, and `sandbox.json`
 //! tells the next server where it is ([`SandboxBackend::reconcile`]). Only
 //! [`SandboxBackend::stop`], [`SandboxBackend::remove`] and
 //! [`SandboxBackend::stop_all`] end sandboxes, so whoever drops a backend
-//! without them (a test, say) leaves its OpenCodes running.
+//! without them (a test, say) leaves its sidecars running.
 //!
-//! Stopping ends OpenCode's process group and every process that carries
+//! Stopping sends SIGTERM to the sidecar (which stops OpenCode and flushes
+//! its replica) and to every process that carries
 //! the session's marker in its environment: OpenCode starts the agent's
 //! shell commands detached (a session of their own, reparented to init once
 //! the shell exits), so neither the group nor the process tree finds a dev
@@ -55,15 +59,17 @@ use super::{
 };
 use crate::opencode::OpenCodeClient;
 
-/// How long a starting OpenCode may take to answer its health check.
+/// How long a starting sandbox may take until OpenCode and the sidecar
+/// answer.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
-/// How long a stopping OpenCode gets between SIGTERM and SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long a stopping sandbox gets between SIGTERM and SIGKILL (the
+/// sidecar stops OpenCode, up to 5 s, and flushes its replica).
+const STOP_GRACE: Duration = Duration::from_secs(8);
 /// How long a clone may take before it is killed and the workspace falls
 /// back to an empty repository (a hung remote must not hang the session).
 const CLONE_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long `reconcile` waits for a left-over OpenCode to answer.
-const ADOPT_HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `reconcile` waits for a left-over sandbox to answer.
+const ADOPT_HEALTH_TIMEOUT: Duration = Duration::from_secs(15);
 /// The record of a running sandbox, next to its workspace.
 const RECORD: &str = "sandbox.json";
 /// How the workspace was made, kept across restarts.
@@ -79,6 +85,7 @@ const AGENT_EMAIL: &str = "agent@canopy.invalid";
 #[derive(Debug)]
 pub struct LocalProcesses {
     opencode: PathBuf,
+    sidecar: PathBuf,
     root: PathBuf,
     model: ModelConfig,
     /// Sandboxes this backend runs, spawned or adopted, by session id. A
@@ -93,18 +100,27 @@ struct Running {
     record: Record,
     /// Our child, if we spawned it; `None` for one adopted from a previous
     /// server process. It is never polled before the sandbox is stopped, so
-    /// an exited OpenCode stays a zombie until then: its pid (and so its
+    /// an exited sidecar stays a zombie until then: its pid (and so its
     /// process group id) cannot be reused while we may still signal it.
     child: Option<tokio::process::Child>,
 }
 
 /// `sandbox.json`: everything a later server needs to find, check, reach
-/// and stop a running sandbox. Mode 0600: it holds the password.
+/// and stop a running sandbox. Mode 0600: it holds the passwords (not the
+/// sandbox token, which only the sidecar's environment has).
 #[derive(Clone, Serialize, Deserialize)]
 struct Record {
+    /// The sidecar's.
     pid: u32,
+    /// OpenCode's.
     port: u16,
     password: String,
+    /// Absent in records of servers before the sidecar: those sandboxes are
+    /// not adopted (see `is_our_sidecar`).
+    #[serde(default)]
+    sidecar_port: u16,
+    #[serde(default)]
+    control_secret: String,
     feature_id: String,
     session_id: String,
     workspace: PathBuf,
@@ -134,6 +150,8 @@ impl Record {
             feature_id: self.feature_id.clone(),
             base_url: self.base_url(),
             password: self.password.clone(),
+            control_url: format!("http://127.0.0.1:{}", self.sidecar_port),
+            control_secret: self.control_secret.clone(),
             workspace: self.workspace.clone(),
             backend: "local".into(),
             branch: self.branch.clone(),
@@ -162,11 +180,12 @@ struct WorkspaceMeta {
 }
 
 impl LocalProcesses {
-    /// Sandboxes under `root`, running the `opencode` binary at `opencode`
-    /// against `model`.
-    pub fn new(opencode: PathBuf, root: PathBuf, model: ModelConfig) -> Self {
+    /// Sandboxes under `root`: the `sidecar` binary, running the
+    /// `opencode` binary against `model`.
+    pub fn new(opencode: PathBuf, sidecar: PathBuf, root: PathBuf, model: ModelConfig) -> Self {
         LocalProcesses {
             opencode,
+            sidecar,
             root,
             model,
             running: Mutex::new(HashMap::new()),
@@ -208,21 +227,18 @@ impl LocalProcesses {
         let branch = current_branch(&home, &workspace).await;
 
         let port = free_port()?;
-        let password = format!("{:032x}", rand::random::<u128>());
-        let log_path = dir.join("opencode.log");
-        // Keep the previous run's log: after OpenCode died, it says why.
-        let _ = std::fs::rename(&log_path, dir.join("opencode.log.1"));
+        let sidecar_port = free_port()?;
+        let password = secret();
+        let control_secret = secret();
+        let state_dir = dir.join("sidecar");
+        std::fs::create_dir_all(&state_dir).map_err(io)?;
+        let log_path = dir.join("sidecar.log");
+        // Keep the previous run's log: after a crash, it says why.
+        let _ = std::fs::rename(&log_path, dir.join("sidecar.log.1"));
         let log = std::fs::File::create(&log_path).map_err(io)?;
         let log_err = log.try_clone().map_err(io)?;
-        let mut command = tokio::process::Command::new(&self.opencode);
+        let mut command = tokio::process::Command::new(&self.sidecar);
         command
-            .args([
-                "serve",
-                "--hostname",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-            ])
             .current_dir(&workspace)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -235,32 +251,48 @@ impl LocalProcesses {
                 "OPENCODE_CONFIG_CONTENT",
                 opencode_config::opencode_config(&self.model).to_string(),
             )
-            .env("OPENCODE_SERVER_PASSWORD", &password)
             .env(MARKER, &spec.session_id)
             .envs(opencode_config::QUIET_ENV)
             // The provider's key, when a real provider is configured.
             .envs(self.model.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("CANOPY_SERVER_URL", &spec.sidecar.server_url)
+            .env("CANOPY_SANDBOX_TOKEN", &spec.sidecar.token)
+            .env("CANOPY_FEATURE_ID", &spec.feature_id)
+            .env("CANOPY_SESSION_ID", &spec.session_id)
+            .env("CANOPY_FEATURE_DOC", &spec.sidecar.feature_doc)
+            .env("CANOPY_WORKSPACE", &workspace)
+            .env("CANOPY_STATE_DIR", &state_dir)
+            .env("CANOPY_OPENCODE_BIN", &self.opencode)
+            .env("CANOPY_OPENCODE_PORT", port.to_string())
+            .env("CANOPY_OPENCODE_PASSWORD", &password)
+            .env("CANOPY_SIDECAR_LISTEN", format!("127.0.0.1:{sidecar_port}"))
+            .env("CANOPY_SIDECAR_SECRET", &control_secret)
+            .env(
+                "CANOPY_LOG",
+                std::env::var("CANOPY_SIDECAR_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             // Files, not pipes nobody reads: a full pipe would stall it.
             .stdout(log)
             .stderr(log_err)
             // Its own process group: a Ctrl-C meant for the server does not
-            // reach it, and stopping signals the group (its helpers; a
-            // launcher script and the binary it runs). The agent's commands
-            // run in sessions of their own; the marker finds those.
+            // reach it. It runs OpenCode in a group of its own; the agent's
+            // commands run in sessions of their own; the marker finds those.
             .process_group(0)
             // It must outlive this server process (see the module doc).
             .kill_on_drop(false);
         let child = command.spawn().map_err(|e| {
-            SandboxError::Start(format!("cannot run {}: {e}", self.opencode.display()))
+            SandboxError::Start(format!("cannot run {}: {e}", self.sidecar.display()))
         })?;
         let Some(pid) = child.id() else {
-            return Err(SandboxError::Start("OpenCode exited at once".into()));
+            return Err(SandboxError::Start("the sidecar exited at once".into()));
         };
         let record = Record {
             pid,
             port,
             password,
+            sidecar_port,
+            control_secret,
             feature_id: spec.feature_id,
             session_id: spec.session_id.clone(),
             workspace,
@@ -279,7 +311,7 @@ impl LocalProcesses {
         if let Some(old) = displaced {
             // Two starts for one session raced; the later one wins.
             tracing::warn!(session_id = %spec.session_id, "two starts raced; stopping the older");
-            // Not a sweep: the new OpenCode carries the same marker.
+            // Not a sweep: the new sandbox carries the same marker.
             terminate(&spec.session_id, Some(old), false).await;
         }
         if let Err(e) = written {
@@ -289,10 +321,9 @@ impl LocalProcesses {
             return Err(e);
         }
 
-        let client = OpenCodeClient::new(&record.base_url(), &record.password);
         let up = tokio::time::timeout(START_TIMEOUT, async {
             loop {
-                if client.healthy(Duration::from_secs(2)).await {
+                if answers(&record).await {
                     return true;
                 }
                 if !self.alive_now(&spec.session_id) {
@@ -306,13 +337,16 @@ impl LocalProcesses {
             self.halt(&spec.session_id).await?;
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             let why = if up.is_err() {
-                format!("OpenCode did not become healthy within {START_TIMEOUT:?}")
+                format!("the sandbox did not become healthy within {START_TIMEOUT:?}")
             } else {
-                "OpenCode exited while starting".to_owned()
+                "the sidecar exited while starting".to_owned()
             };
+            let oc_log =
+                std::fs::read_to_string(state_dir.join("opencode.log")).unwrap_or_default();
             return Err(SandboxError::Start(format!(
-                "{why}; its log ends:\n{}",
-                tail(&log, 20, 4000)
+                "{why}; the sidecar's log ends:\n{}\nOpenCode's log ends:\n{}",
+                tail(&log, 20, 4000),
+                tail(&oc_log, 10, 2000)
             )));
         }
         tracing::info!(
@@ -362,7 +396,7 @@ impl LocalProcesses {
             .map(|r| (r.record.clone(), r.child.is_some()));
         match which {
             Some((record, true)) => record.nix_pid().is_some_and(process_running),
-            Some((record, false)) => is_our_opencode(&record),
+            Some((record, false)) => is_our_sidecar(&record),
             None => false,
         }
     }
@@ -386,11 +420,16 @@ impl LocalProcesses {
                 return None;
             }
         };
-        let ours = is_our_opencode(&record);
+        let ours = is_our_sidecar(&record);
         if ours
-            && OpenCodeClient::new(&record.base_url(), &record.password)
-                .healthy(ADOPT_HEALTH_TIMEOUT)
-                .await
+            && tokio::time::timeout(ADOPT_HEALTH_TIMEOUT, async {
+                // A busy machine may miss one check; a dead sandbox misses all.
+                while !answers(&record).await {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            })
+            .await
+            .is_ok()
         {
             let sandbox = record.sandbox();
             let displaced = self.running().insert(
@@ -412,7 +451,7 @@ impl LocalProcesses {
         } else {
             tracing::info!(%session_id, pid = record.pid, "forgetting a sandbox whose process is gone");
         }
-        // Also what its agent left running, if OpenCode itself is gone.
+        // Also what its agent left running, if the sidecar itself is gone.
         terminate(
             &session_id,
             Some(Running {
@@ -508,12 +547,12 @@ impl SandboxBackend for LocalProcesses {
 }
 
 /// End a sandbox: SIGTERM, up to [`STOP_GRACE`], then SIGKILL. Sent to
-/// OpenCode's process group (ours always lead one) and, with `sweep`, to
+/// the sidecar's process group (ours always lead one) and, with `sweep`, to
 /// every process carrying the session's [`MARKER`]: OpenCode starts the
 /// agent's commands in sessions of their own (`detached`), so a dev server
 /// the agent left running is in neither its group nor, once the shell that
 /// started it has exited, its descendants. `running` is `None` to sweep
-/// only (OpenCode is gone, what it started may not be).
+/// only (the sidecar is gone, what it started may not be).
 async fn terminate(session_id: &str, running: Option<Running>, sweep: bool) {
     let (record, child) = match running {
         Some(Running { record, child }) => (Some(record), child),
@@ -522,14 +561,14 @@ async fn terminate(session_id: &str, running: Option<Running>, sweep: bool) {
     let owned = child.is_some();
     // A child of ours cannot have been replaced (it is not reaped yet); an
     // adopted pid may by now belong to anyone, so it is checked to still be
-    // that OpenCode before every signal.
+    // that sidecar before every signal.
     let leader = record.as_ref().and_then(Record::nix_pid);
     let leader_there = || match (&record, leader) {
         (Some(record), Some(pid)) => {
             if owned {
                 process_running(pid)
             } else {
-                is_our_opencode(record)
+                is_our_sidecar(record)
             }
         }
         _ => false,
@@ -623,7 +662,7 @@ fn send(pid: Pid, group: bool, signal: Signal) {
     if let Err(e) = result
         && e != nix::errno::Errno::ESRCH
     {
-        tracing::warn!(pid = pid.as_raw(), %signal, error = %e, "cannot signal OpenCode");
+        tracing::warn!(pid = pid.as_raw(), %signal, error = %e, "cannot signal a sandbox process");
     }
 }
 
@@ -650,9 +689,9 @@ fn process_running(pid: Pid) -> bool {
     proc_stat(pid).is_some_and(|s| s.state != 'Z')
 }
 
-/// The recorded pid is still that sandbox's OpenCode: running, an
-/// `opencode` command line, serving the recorded port. Pids get reused.
-fn is_our_opencode(record: &Record) -> bool {
+/// The recorded pid is still that sandbox's sidecar: running, a
+/// `canopy-sidecar` command line, the session's marker. Pids get reused.
+fn is_our_sidecar(record: &Record) -> bool {
     let Some(pid) = record.nix_pid() else {
         return false;
     };
@@ -662,13 +701,29 @@ fn is_our_opencode(record: &Record) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };
-    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    let port = record.port.to_string();
-    args.iter()
-        .any(|a| a.windows(b"opencode".len()).any(|w| w == b"opencode"))
-        && args
-            .windows(2)
-            .any(|w| w[0] == b"--port" && w[1] == port.as_bytes())
+    let marker = format!("{MARKER}={}", record.session_id);
+    cmdline
+        .split(|b| *b == 0)
+        .next()
+        .is_some_and(|arg0| arg0.ends_with(b"canopy-sidecar"))
+        && std::fs::read(format!("/proc/{pid}/environ"))
+            .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == marker.as_bytes()))
+}
+
+/// Whether the sandbox answers: OpenCode's health check and the sidecar's
+/// status.
+async fn answers(record: &Record) -> bool {
+    let opencode = OpenCodeClient::new(&record.base_url(), &record.password);
+    let control = format!("http://127.0.0.1:{}", record.sidecar_port);
+    let (healthy, status) = tokio::join!(
+        opencode.healthy(Duration::from_secs(4)),
+        crate::sandbox::sidecar_status(&control, &record.control_secret),
+    );
+    healthy && status.is_ok()
+}
+
+fn secret() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 /// Make `<dir>/workspace` a git repository if it is not one yet; returns
@@ -954,6 +1009,8 @@ mod tests {
             pid: 0,
             port: 1,
             password: "p".into(),
+            sidecar_port: 2,
+            control_secret: "c".into(),
             feature_id: "f".into(),
             session_id: "s".into(),
             workspace: PathBuf::new(),
@@ -967,7 +1024,8 @@ mod tests {
         }
         r.pid = 4242;
         assert_eq!(r.nix_pid(), Some(Pid::from_raw(4242)));
-        assert!(!format!("{r:?}").contains("password"));
+        let shown = format!("{r:?}");
+        assert!(!shown.contains("password") && !shown.contains("control_secret"));
     }
 
     #[test]

@@ -8,6 +8,9 @@
 
 pub mod local;
 pub mod opencode_config;
+pub mod sidecar;
+
+pub use sidecar::{SidecarError, sidecar_commit, sidecar_status};
 
 use std::path::PathBuf;
 
@@ -32,10 +35,34 @@ pub struct SandboxSpec {
     /// The repository to clone into the workspace; `None` (or an
     /// unreachable one) gives an empty repository.
     pub repo: Option<RepoSpec>,
+    /// What the sandbox's sidecar needs to reach the server.
+    pub sidecar: SidecarSpec,
 }
 
-/// A running sandbox: where its OpenCode listens and how to reach it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a sandbox's sidecar reaches the server: in its environment only,
+/// never in a document, an image or a log.
+#[derive(Clone)]
+pub struct SidecarSpec {
+    /// The server's base URL as seen from inside the sandbox.
+    pub server_url: String,
+    /// The sandbox token (role `agent`, this feature and session only).
+    pub token: String,
+    /// The feature document's URL (`automerge:…`).
+    pub feature_doc: String,
+}
+
+impl std::fmt::Debug for SidecarSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SidecarSpec")
+            .field("server_url", &self.server_url)
+            .field("feature_doc", &self.feature_doc)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running sandbox: where its OpenCode and its sidecar listen and how to
+/// reach them.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Sandbox {
     /// The session it runs.
     pub session_id: String,
@@ -45,6 +72,10 @@ pub struct Sandbox {
     pub base_url: String,
     /// OpenCode's per-sandbox password (Basic auth, user `opencode`).
     pub password: String,
+    /// The sidecar's control API (`http://127.0.0.1:port`).
+    pub control_url: String,
+    /// Its bearer secret.
+    pub control_secret: String,
     /// The workspace directory (a git repository).
     pub workspace: PathBuf,
     /// The backend's name (`local`, `docker`), as the document shows it.
@@ -54,6 +85,20 @@ pub struct Sandbox {
     /// Why the workspace is an empty repository although a repository was
     /// asked for (the clone failed), for the session to show.
     pub clone_error: Option<String>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("session_id", &self.session_id)
+            .field("feature_id", &self.feature_id)
+            .field("base_url", &self.base_url)
+            .field("control_url", &self.control_url)
+            .field("workspace", &self.workspace)
+            .field("backend", &self.backend)
+            .field("branch", &self.branch)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Sandbox errors.

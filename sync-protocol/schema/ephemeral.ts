@@ -48,13 +48,18 @@ export interface Typing {
   session_id: string;
 }
 
-/** Sent by the sidecar while its sandbox is alive. */
+/** Sent by the sidecar every 2 s and whenever OpenCode's state changes. */
 export interface Heartbeat {
   type: "heartbeat";
   session_id: string;
+  /** OpenCode as the sidecar sees it: "starting" | "up" | "down" | "failed". */
   sandbox_state: string;
   /** Unix ms. */
   at: number;
+  /** Id of the running OpenCode process; changes after every restart. */
+  opencode_instance?: string;
+  /** How often the sidecar restarted OpenCode. */
+  restarts?: number;
 }
 
 export const OUTPUT_KINDS = ["text", "reasoning", "tool"] as const;

@@ -99,11 +99,19 @@ pub struct Typing {
 pub struct Heartbeat {
     /// The sidecar's session.
     pub session_id: String,
-    /// The sandbox's state as the sidecar sees it.
+    /// The sandbox's state as the sidecar sees it: OpenCode `starting`,
+    /// `up`, `down` (restarting) or `failed`.
     pub sandbox_state: String,
     /// Unix milliseconds when sent.
     #[serde(with = "js_int")]
     pub at: i64,
+    /// Which OpenCode process is running: a new value after every restart,
+    /// so a run that began under an earlier one is known to be lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opencode_instance: Option<String>,
+    /// How often the sidecar had to restart OpenCode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarts: Option<u32>,
 }
 
 /// `agent_output`.

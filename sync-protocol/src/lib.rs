@@ -28,14 +28,21 @@
 //! - [`ephemeral`]: presence, typing, heartbeats and streamed agent output,
 //!   as CBOR messages that never enter document history.
 //! - [`wire`]: the automerge-repo protocol v1 envelope the server inspects.
+//! - `client` (feature `client`): the Rust sync client, a samod dialer for
+//!   Canopy's `/sync` that fetches a fresh ticket before each attempt.
+//! - [`sidecar`]: the sidecar's control API (status, commit) as the server
+//!   calls it.
 //! - [`SchemaError`], [`TransitionError`], [`EphemeralError`]: typed errors.
 
 mod change;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod ephemeral;
 mod error;
 pub mod feature;
 pub mod ids;
 pub mod migrate;
+pub mod sidecar;
 mod string_enum;
 pub mod transcript;
 pub mod value;

@@ -54,6 +54,8 @@ fn samples() -> Vec<Ephemeral> {
             session_id: "ses_abcdefghijklmnopqrst".into(),
             sandbox_state: "running".into(),
             at: 1_763_000_000_000,
+            opencode_instance: None,
+            restarts: None,
         }),
         Ephemeral::AgentOutput(AgentOutput {
             session_id: "ses_abcdefghijklmnopqrst".into(),

@@ -233,6 +233,8 @@ fn sample_messages() -> Vec<Ephemeral> {
             session_id: S1.into(),
             sandbox_state: "running".into(),
             at: T0,
+            opencode_instance: None,
+            restarts: None,
         }),
         Ephemeral::AgentOutput(AgentOutput {
             session_id: S1.into(),

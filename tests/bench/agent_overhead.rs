@@ -76,6 +76,40 @@ fn opencode_bin() -> PathBuf {
     bin
 }
 
+/// The sidecar of this build profile, built first if missing.
+fn sidecar_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps")
+        .to_owned();
+    let bin = profile_dir.join("canopy-sidecar");
+    if !bin.exists() {
+        let release = profile_dir.ends_with("release");
+        let mut cmd = std::process::Command::new(env!("CARGO"));
+        cmd.args(["build", "-p", "canopy-sidecar"])
+            .current_dir(root());
+        if release {
+            cmd.arg("--release");
+        }
+        assert!(
+            cmd.status().expect("cargo").success(),
+            "cannot build the sidecar"
+        );
+    }
+    bin
+}
+
+/// The direct baseline's sandbox has no server to sync with.
+fn offline_sidecar() -> canopy::sandbox::SidecarSpec {
+    canopy::sandbox::SidecarSpec {
+        server_url: "http://127.0.0.1:9".into(),
+        token: "no-server".into(),
+        feature_doc: "automerge:2Cs2kDKqTjDR7TgYcQ84TEEJNWEw".into(),
+    }
+}
+
 async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
     tokio::time::timeout(PATIENCE, fut)
         .await
@@ -162,6 +196,7 @@ impl Direct {
     async fn start(model: &DevModel, root: &Path) -> Direct {
         let backend = LocalProcesses::new(
             opencode_bin(),
+            sidecar_bin(),
             root.to_owned(),
             ModelConfig::scripted(&model.base_url()),
         );
@@ -171,6 +206,7 @@ impl Direct {
                 session_id: canopy_protocol::ids::new_session_id(),
                 feature_id: canopy_protocol::ids::new_feature_id(),
                 repo: None,
+                sidecar: offline_sidecar(),
             }),
         )
         .await
@@ -358,6 +394,7 @@ impl Canopy {
         config.bootstrap_token = Some(TOKEN.to_owned());
         config.dispatch = true;
         config.opencode_bin = opencode_bin();
+        config.sidecar_bin = Some(sidecar_bin());
         config.model_url = Some(model.base_url());
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let server = canopy::server::start(config, listener, CancellationToken::new())

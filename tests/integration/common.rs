@@ -52,12 +52,47 @@ pub fn opencode_bin() -> PathBuf {
     bin
 }
 
+/// The sandbox sidecar binary of this build (`target/<profile>/
+/// canopy-sidecar`), built first if a narrower `cargo test` skipped it.
+pub fn sidecar_bin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            // target/<profile>/deps/integration-… → target/<profile>
+            let exe = std::env::current_exe().unwrap();
+            let profile_dir = exe.parent().unwrap().parent().unwrap().to_owned();
+            let bin = profile_dir.join("canopy-sidecar");
+            if !bin.exists() {
+                let status = std::process::Command::new(env!("CARGO"))
+                    .args(["build", "-p", "canopy-sidecar"])
+                    .current_dir(repo_root())
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "cannot build canopy-sidecar");
+            }
+            assert!(bin.exists(), "no sidecar at {}", bin.display());
+            bin
+        })
+        .clone()
+}
+
+/// A sidecar configuration for sandboxes without a server (backend tests):
+/// the sidecar works offline, retrying a port where nothing listens.
+pub fn offline_sidecar() -> canopy::sandbox::SidecarSpec {
+    canopy::sandbox::SidecarSpec {
+        server_url: "http://127.0.0.1:9".into(),
+        token: "no-server".into(),
+        feature_doc: "automerge:2Cs2kDKqTjDR7TgYcQ84TEEJNWEw".into(),
+    }
+}
+
 /// A server that runs agents in local sandboxes against the model at
 /// `model_url` (a test's own `DevModel`).
 pub fn agent_config(dir: &Path, model_url: &str) -> ServerConfig {
     let mut config = config_for(dir);
     config.dispatch = true;
     config.opencode_bin = opencode_bin();
+    config.sidecar_bin = Some(sidecar_bin());
     config.model_url = Some(model_url.to_owned());
     config
 }
@@ -358,10 +393,15 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Start `canopy serve` on `dir` and wait for it to print its URL.
     pub async fn start(dir: &Path, extra: &[&str]) -> ServerProcess {
+        // Any free port, unless the test chose one.
+        let listen: &[&str] = if extra.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_canopy"))
             .arg("serve")
-            .arg("--listen")
-            .arg("127.0.0.1:0")
+            .args(listen)
             .arg("--data-dir")
             .arg(dir)
             .arg("--bootstrap-token")
@@ -374,6 +414,7 @@ impl ServerProcess {
                 "CANOPY_OPENCODE_BIN",
                 repo_root().join("sandbox/opencode/node_modules/.bin/opencode"),
             )
+            .env("CANOPY_SIDECAR_BIN", sidecar_bin())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)

@@ -19,4 +19,5 @@ mod offline;
 mod opencode_model;
 mod ops;
 mod sandbox_local;
+mod sidecar;
 mod storage_failure;

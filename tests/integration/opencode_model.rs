@@ -35,6 +35,7 @@ impl OpenCode {
         let root = tempfile::tempdir().unwrap();
         let backend = LocalProcesses::new(
             opencode_bin(),
+            sidecar_bin(),
             root.path().to_owned(),
             ModelConfig::scripted(&model.base_url()),
         );
@@ -43,6 +44,7 @@ impl OpenCode {
                 session_id: canopy_protocol::ids::new_session_id(),
                 feature_id: canopy_protocol::ids::new_feature_id(),
                 repo: None,
+                sidecar: offline_sidecar(),
             })
             .await
             .unwrap();
@@ -235,6 +237,7 @@ async fn a_local_sandbox_refuses_bad_session_ids() {
     let root = tempfile::tempdir().unwrap();
     let backend = LocalProcesses::new(
         opencode_bin(),
+        sidecar_bin(),
         root.path().to_owned(),
         ModelConfig::scripted("http://127.0.0.1:9/v1"),
     );
@@ -244,6 +247,7 @@ async fn a_local_sandbox_refuses_bad_session_ids() {
                 session_id: bad.into(),
                 feature_id: "ftr_aaaaaaaaaaaaaaaaaaaa".into(),
                 repo: None,
+                sidecar: offline_sidecar(),
             })
             .await
             .unwrap_err();

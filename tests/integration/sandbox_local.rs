@@ -50,6 +50,7 @@ impl Root {
     fn backend(&self, model_url: &str) -> LocalProcesses {
         LocalProcesses::new(
             opencode_bin(),
+            sidecar_bin(),
             self.sandboxes(),
             ModelConfig::scripted(model_url),
         )
@@ -69,6 +70,7 @@ fn spec(session_id: &str, repo: Option<RepoSpec>) -> SandboxSpec {
         session_id: session_id.to_owned(),
         feature_id: "ftr_aaaaaaaaaaaaaaaaaaaa".to_owned(),
         repo,
+        sidecar: offline_sidecar(),
     }
 }
 
@@ -87,6 +89,24 @@ fn opencode_serving(sandbox: &Sandbox) -> Vec<i32> {
                 .collect();
             args.iter().any(|a| a.contains("opencode"))
                 && args.windows(2).any(|w| w[0] == "--port" && w[1] == port)
+        })
+        .collect()
+}
+
+/// The sandbox's sidecar: a `canopy-sidecar` process with the session's
+/// marker.
+fn sidecar_of(sandbox: &Sandbox) -> Vec<i32> {
+    let marker = format!("CANOPY_SANDBOX_SESSION={}", sandbox.session_id);
+    running_pids()
+        .into_iter()
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            cmdline
+                .split(|b| *b == 0)
+                .next()
+                .is_some_and(|a| a.ends_with(b"canopy-sidecar"))
+                && env.split(|b| *b == 0).any(|v| v == marker.as_bytes())
         })
         .collect()
 }
@@ -203,9 +223,16 @@ async fn a_local_sandbox_clones_the_repository_on_its_branch() {
     assert_eq!(record["feature_id"], "ftr_aaaaaaaaaaaaaaaaaaaa");
     assert_eq!(record["branch"], "trunk");
     assert!(record["clone_error"].is_null());
-    assert_eq!(
-        record["pid"].as_i64().unwrap(),
-        i64::from(opencode_serving(&s)[0])
+    // The recorded process is the sidecar, which runs OpenCode.
+    assert_eq!(vec![record["pid"].as_i64().unwrap() as i32], sidecar_of(&s));
+    assert!(
+        record["control_secret"]
+            .as_str()
+            .is_some_and(|c| c.len() >= 32)
+    );
+    assert!(
+        s.control_url
+            .ends_with(&format!(":{}", record["sidecar_port"]))
     );
     assert!(s.base_url.ends_with(&format!(":{}", record["port"])));
     assert!(record["started_at"].as_u64().unwrap() > 0);
@@ -487,8 +514,12 @@ async fn restart_replaces_the_process_and_remove_deletes_everything() {
     );
     // The previous run's log is kept next to the new one.
     let dir = root.sandboxes().join(&session_id);
-    assert!(dir.join("opencode.log.1").exists());
-    assert_eq!(processes_in(&root.sandboxes()), opencode_serving(&second));
+    assert!(dir.join("sidecar.log.1").exists());
+    let mut expected = [sidecar_of(&second), opencode_serving(&second)].concat();
+    expected.sort_unstable();
+    let mut running = processes_in(&root.sandboxes());
+    running.sort_unstable();
+    assert_eq!(running, expected);
 
     backend.remove(&session_id).await.unwrap();
     assert!(!dir.exists(), "the session directory is still there");

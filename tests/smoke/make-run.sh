@@ -92,4 +92,9 @@ done
 [[ "$status" == done ]] || fail "the prompt ended $status"
 [[ "$(cat "$data/sandboxes/$sid/workspace/hello.txt")" == "hi from make run" ]] || fail "hello.txt not written"
 expect "files_changed" '"files_changed":\["hello.txt"\]' "${auth[@]}" "$base/api/features/$fid"
+# The sandbox's sidecar committed it as the person who asked.
+gitlog=$(git -C "$data/sandboxes/$sid/workspace" log --format='%an|%s|%(trailers:key=Canopy-Queue-Entry,valueonly,separator=)' 2>&1) \
+  || fail "git log: $gitlog"
+grep -q "|write hello.txt: hi from make run|$eid" <<<"$gitlog" || fail "no attributed commit: $gitlog"
+expect "commit on the entry" '"commit":"[0-9a-f]\{40\}"' "${auth[@]}" "$base/api/features/$fid"
 echo "make run smoke test: ok ($base)"

@@ -58,7 +58,7 @@ pub use types::{
 pub use write::{
     MAX_PATH_BYTES, OWNER_ROLE, add_decision, add_learning, add_session, append_queue_entry,
     mark_key_file, new_feature_document, remove_participant, set_description, set_notes,
-    set_participant, set_queue_status, set_repo, set_session_files_changed, set_session_pr,
-    set_session_sandbox, set_session_status, set_session_transcript, set_session_usage, set_status,
-    set_title, splice_notes, unmark_key_file,
+    set_participant, set_queue_commit, set_queue_status, set_repo, set_session_files_changed,
+    set_session_pr, set_session_sandbox, set_session_status, set_session_transcript,
+    set_session_usage, set_status, set_title, splice_notes, unmark_key_file,
 };

@@ -325,6 +325,33 @@ pub fn set_queue_status<T: Transactable>(
     Ok(())
 }
 
+/// Record the workspace commit made for a queue entry (by the sidecar, which
+/// commits after the run and may do so before or after the server settles
+/// the entry), without touching its status.
+///
+/// # Errors
+/// [`SchemaError::NotFound`] for an unknown entry; an invalid commit id.
+pub fn set_queue_commit<T: Transactable>(
+    tx: &mut T,
+    id: &str,
+    commit: &str,
+) -> Result<(), SchemaError> {
+    writable(tx)?;
+    if commit.is_empty() || commit.len() > 64 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(SchemaError::InvalidValue {
+            field: "commit",
+            reason: "must be a hexadecimal commit id",
+        });
+    }
+    let v = DocView::new(&*tx, None);
+    let q = find_in_list(v, "queue", id).ok_or_else(|| SchemaError::NotFound {
+        kind: "queue entry",
+        id: id.to_owned(),
+    })?;
+    tx.put(&q, "commit", commit)?;
+    Ok(())
+}
+
 /// Append a learning.
 pub fn add_learning<T: Transactable>(tx: &mut T, new: &NewLearning) -> Result<(), SchemaError> {
     writable(tx)?;

@@ -1,0 +1,213 @@
+//! The sidecar's HTTP listener on loopback: MCP (`/mcp`) for the agent and
+//! the control API (`/v1/…`) for the server.
+//!
+//! The control API is what the server needs synchronously: which OpenCode
+//! process runs now (to tell a lost run from a slow one) and the commit
+//! after each prompt (which must be done before the next prompt starts, so
+//! two people's work never share a commit). Each half has its own bearer
+//! secret: the agent gets the MCP one only.
+
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use axum::{
+    Json, Router,
+    extract::{DefaultBodyLimit, Request, State},
+    http::{StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use canopy_protocol::feature;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::{
+    git::{self, CommitOutcome, CommitRequest},
+    replica::SharedReplica,
+    supervisor::OpenCodeState,
+    tools::{self, FeatureTools},
+};
+
+/// Largest control request body.
+const MAX_BODY: usize = 64 * 1024;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct Control {
+    /// Bearer secret of `/v1/…`.
+    pub secret: Arc<str>,
+    /// Bearer secret of `/mcp`.
+    pub mcp_token: Arc<str>,
+    /// OpenCode's state.
+    pub opencode: watch::Receiver<OpenCodeState>,
+    /// The replica, once loaded.
+    pub replica: SharedReplica,
+    /// Whether the sync connection is up.
+    pub connected: Arc<AtomicBool>,
+    /// The repository.
+    pub workspace: PathBuf,
+    /// The session.
+    pub session_id: String,
+    /// One commit at a time.
+    pub commit_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("workspace", &self.workspace)
+            .field("session_id", &self.session_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The whole listener's routes.
+pub fn router(control: Control) -> Router {
+    let api = Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/commit", post(commit))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .route_layer(middleware::from_fn_with_state(
+            control.secret.clone(),
+            require_bearer,
+        ))
+        .with_state(control.clone());
+    let mcp = tools::router(FeatureTools::new(control.replica.clone())).route_layer(
+        middleware::from_fn_with_state(control.mcp_token.clone(), require_bearer),
+    );
+    api.merge(mcp)
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({ "error": { "code": code, "message": message.into() } })),
+    )
+        .into_response()
+}
+
+/// Constant-time comparison of the presented bearer secret.
+async fn require_bearer(State(secret): State<Arc<str>>, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !constant_time_eq(presented.as_bytes(), secret.as_bytes()) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer secret",
+        );
+    }
+    next.run(req).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+/// `GET /v1/status`
+async fn status(State(c): State<Control>) -> Json<serde_json::Value> {
+    let opencode = c.opencode.borrow().clone();
+    Json(json!({
+        "session_id": c.session_id,
+        "opencode": opencode,
+        "replica_loaded": c.replica.borrow().is_some(),
+        "connected": c.connected.load(Ordering::Relaxed),
+    }))
+}
+
+/// `POST /v1/commit`: commit the workspace for a finished queue entry and
+/// record the result in the document.
+async fn commit(State(c): State<Control>, body: axum::body::Bytes) -> Response {
+    let req: CommitRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
+    };
+    if !canopy_protocol::ids::is_valid_user_id(&req.queue_entry) || req.queue_entry.len() > 100 {
+        return error(StatusCode::BAD_REQUEST, "invalid", "bad queue_entry id");
+    }
+    let _one_at_a_time = c.commit_lock.lock().await;
+    let outcome = match git::commit_entry(&c.workspace, &req).await {
+        Ok(o) => o,
+        Err(git::GitError::Invalid(m)) => return error(StatusCode::BAD_REQUEST, "invalid", m),
+        Err(e) => {
+            tracing::warn!(error = %e, queue_entry = %req.queue_entry, "commit failed");
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "git", e.to_string());
+        }
+    };
+    tracing::info!(
+        queue_entry = %req.queue_entry,
+        commit = outcome.commit.as_deref().unwrap_or("none"),
+        files = outcome.files_changed.len(),
+        "workspace committed"
+    );
+    let replica = c.replica.borrow().clone();
+    if let Some(replica) = replica {
+        let entry = req.queue_entry.clone();
+        let sid = c.session_id.clone();
+        let o: CommitOutcome = outcome.clone();
+        let written = replica
+            .write("agent: commit", move |tx| record(tx, &sid, &entry, &o))
+            .await;
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "cannot record the commit in the document");
+        }
+    }
+    Json(outcome).into_response()
+}
+
+/// The commit id on the entry; files changed, branch and head on the
+/// session.
+fn record<T: automerge::transaction::Transactable>(
+    tx: &mut T,
+    session_id: &str,
+    entry: &str,
+    o: &CommitOutcome,
+) -> Result<(), canopy_protocol::SchemaError> {
+    if let Some(commit) = &o.commit {
+        // The entry may be unknown to a replica that lags; the commit is
+        // still in git and the session state below still moves on.
+        let _ = feature::set_queue_commit(tx, entry, commit);
+    }
+    feature::set_session_files_changed(tx, session_id, &o.files_changed)?;
+    let current = feature::read_session(&*tx, session_id).and_then(|s| s.sandbox);
+    let sandbox = feature::Sandbox {
+        branch: o.branch.clone(),
+        head: o.head.clone(),
+        ..current.unwrap_or_else(|| feature::Sandbox {
+            backend: String::new(),
+            state: "running".into(),
+            workspace_ready: true,
+            branch: None,
+            head: None,
+        })
+    };
+    feature::set_session_sandbox(tx, session_id, Some(&sandbox))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}

@@ -1,0 +1,83 @@
+//! The server's client of a sandbox sidecar's control API
+//! ([`canopy_protocol::sidecar`]): which OpenCode process runs now, and the
+//! commit after each prompt.
+
+use std::time::Duration;
+
+use canopy_protocol::sidecar::{CommitOutcome, CommitRequest, SidecarStatus};
+
+/// Why a control call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SidecarError {
+    /// Not reachable (stopped, restarting, network).
+    #[error("cannot reach the sandbox's sidecar: {0}")]
+    Unreachable(String),
+    /// It answered with an error.
+    #[error("the sandbox's sidecar answered HTTP {status}: {message}")]
+    Failed {
+        /// HTTP status.
+        status: u16,
+        /// Its error message.
+        message: String,
+    },
+}
+
+fn http(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap_or_default()
+}
+
+async fn answer<T: serde::de::DeserializeOwned>(
+    resp: Result<reqwest::Response, reqwest::Error>,
+) -> Result<T, SidecarError> {
+    let resp = resp.map_err(|e| SidecarError::Unreachable(e.to_string()))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        return Err(SidecarError::Failed {
+            status: status.as_u16(),
+            message: body["error"]["message"]
+                .as_str()
+                .unwrap_or("no message")
+                .to_owned(),
+        });
+    }
+    resp.json()
+        .await
+        .map_err(|e| SidecarError::Unreachable(format!("unreadable answer: {e}")))
+}
+
+/// `GET /v1/status`.
+pub async fn sidecar_status(
+    control_url: &str,
+    secret: &str,
+) -> Result<SidecarStatus, SidecarError> {
+    answer(
+        http(Duration::from_secs(3))
+            .get(format!("{control_url}/v1/status"))
+            .bearer_auth(secret)
+            .send()
+            .await,
+    )
+    .await
+}
+
+/// `POST /v1/commit`.
+pub async fn sidecar_commit(
+    control_url: &str,
+    secret: &str,
+    request: &CommitRequest,
+) -> Result<CommitOutcome, SidecarError> {
+    answer(
+        http(Duration::from_secs(120))
+            .post(format!("{control_url}/v1/commit"))
+            .bearer_auth(secret)
+            .json(request)
+            .send()
+            .await,
+    )
+    .await
+}

@@ -1,0 +1,871 @@
+//! Issue 5's acceptance: the sandbox sidecar, end to end with real
+//! processes (server, sidecar, pinned OpenCode, scripted model): feature
+//! tools over MCP, the live context file, working while the server is away,
+//! attributed commits, OpenCode's restarts, refused tokens, dependent
+//! sessions and malformed tool calls.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use canopy::{
+    auth::{NewUser, TokenScope},
+    devmodel::DevModel,
+    server::RunningServer,
+};
+use canopy_protocol::feature::{self, FeatureDoc, QueueStatus, SessionStatus};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::common::*;
+
+/// A run takes a sandbox start (seconds) and a few model round trips.
+const PATIENCE: Duration = Duration::from_secs(150);
+
+async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out after {PATIENCE:?}: {what}"))
+}
+
+/// The scripted model, stopped when dropped.
+struct Model {
+    model: DevModel,
+    _stop: tokio_util::sync::DropGuard,
+}
+
+impl Model {
+    async fn start() -> Model {
+        let stop = CancellationToken::new();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let model = DevModel::start(listener, stop.clone()).unwrap();
+        Model {
+            model,
+            _stop: stop.drop_guard(),
+        }
+    }
+}
+
+fn sandbox_dir(data: &Path, session_id: &str) -> PathBuf {
+    data.join("sandboxes").join(session_id)
+}
+
+fn context_file(data: &Path, session_id: &str) -> PathBuf {
+    sandbox_dir(data, session_id).join("sidecar/feature-context.md")
+}
+
+async fn document(base: &str, feature_id: &str) -> FeatureDoc {
+    let snap = snapshot(base, feature_id).await;
+    serde_json::from_value(snap["document"].clone()).unwrap()
+}
+
+async fn enqueue_as(
+    token: &str,
+    base: &str,
+    feature_id: &str,
+    session_id: &str,
+    text: &str,
+) -> String {
+    let resp = http_as(token)
+        .post(format!("{base}/api/features/{feature_id}/queue"))
+        .json(&json!({ "session_id": session_id, "text": text }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn until_settled(base: &str, feature_id: &str, entry: &str) -> feature::QueueEntry {
+    eventually(&format!("entry {entry} settles"), async || {
+        let doc = document(base, feature_id).await;
+        doc.queue
+            .into_iter()
+            .find(|e| e.id == entry && e.status.is_terminal())
+    })
+    .await
+}
+
+/// OpenCode's pid in a session's sandbox (not the sidecar's).
+fn opencode_pid(data: &Path, session_id: &str) -> Option<i32> {
+    let marker = format!("CANOPY_SANDBOX_SESSION={session_id}");
+    let _ = data;
+    running_pids().into_iter().find(|pid| {
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        args.iter().any(|a| *a == b"serve")
+            && !args.first().is_some_and(|a| a.ends_with(b"canopy-sidecar"))
+            && env.split(|b| *b == 0).any(|v| v == marker.as_bytes())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_learning_reaches_people_and_sibling_agents() {
+    let m = Model::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let _reaper = Reaper(dir.path().to_owned());
+    let server = start_with(agent_config(dir.path(), &m.model.base_url())).await;
+    let base = server.url().to_owned();
+    let (fid, doc) = create_feature(&base, "Pagination").await;
+    let a = create_session(&base, &fid, "API").await;
+    let b = create_session(&base, &fid, "Client").await;
+    // A second client watches the document over sync.
+    let peer = Peer::connect(&server.sync_url(), "watcher").await;
+    let watched = peer.find(&doc).await;
+    let mut ephemera = watched.ephemera();
+    // Session B is up first, so its context file exists.
+    let warm = enqueue_as(TOKEN, &base, &fid, &b, "hello").await;
+    assert_eq!(
+        until_settled(&base, &fid, &warm).await.status,
+        QueueStatus::Done
+    );
+    // B's sidecar says it is alive, without touching the document's history.
+    let beat = eventually("a heartbeat from B's sidecar", async || {
+        let bytes = tokio::time::timeout(Duration::from_secs(1), ephemera.next())
+            .await
+            .ok()??;
+        match canopy_protocol::ephemeral::Ephemeral::decode(&bytes) {
+            Ok(canopy_protocol::ephemeral::Ephemeral::Heartbeat(h)) if h.session_id == b => Some(h),
+            _ => None,
+        }
+    })
+    .await;
+    assert_eq!(beat.sandbox_state, "up");
+    assert!(beat.opencode_instance.is_some());
+
+    let learning = "The API pages with opaque cursors, never offsets";
+    let call = enqueue_as(
+        TOKEN,
+        &base,
+        &fid,
+        &a,
+        &format!(
+            "tool canopy_add_learning {}",
+            json!({"text": learning, "importance": "high", "files": ["src/api.rs"]})
+        ),
+    )
+    .await;
+    let got = eventually("the learning reaches the second client", async || {
+        read(&watched)
+            .learnings
+            .into_iter()
+            .find(|l| l.text == learning)
+    })
+    .await;
+    assert_eq!(got.author, format!("agent:{a}"));
+    assert_eq!(got.from_session.as_deref(), Some(a.as_str()));
+    assert_eq!(got.files, vec!["src/api.rs".to_owned()]);
+    assert_eq!(
+        until_settled(&base, &fid, &call).await.status,
+        QueueStatus::Done
+    );
+    // In session B's context file, rewritten by B's sidecar.
+    let file = context_file(dir.path(), &b);
+    eventually("session B's context file has the learning", async || {
+        std::fs::read_to_string(&file)
+            .ok()
+            .filter(|t| t.contains(learning))
+    })
+    .await;
+    // And B's next prompt carries it to the model.
+    let mut received = m.model.subscribe();
+    let next = enqueue_as(TOKEN, &base, &fid, &b, "what do we know?").await;
+    assert_eq!(
+        until_settled(&base, &fid, &next).await.status,
+        QueueStatus::Done
+    );
+    let mut carried = false;
+    while let Ok(r) = received.try_recv() {
+        if r.with_tools && r.prompt.contains("what do we know?") {
+            carried |= r.system.contains(learning);
+            assert!(
+                r.tools.iter().any(|t| t == "canopy_add_learning"),
+                "the feature tools are offered: {:?}",
+                r.tools
+            );
+        }
+    }
+    assert!(carried, "B's prompt did not carry the learning");
+    peer.stop().await;
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_agent_keeps_working_while_the_server_is_away() {
+    let m = Model::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let _reaper = Reaper(dir.path().to_owned());
+    let url = m.model.base_url();
+    // The server comes back where the sandbox knows it: the same port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let args = [
+        "--dispatch",
+        "true",
+        "--model-url",
+        url.as_str(),
+        "--listen",
+        listen.as_str(),
+    ];
+    let server = ServerProcess::start(dir.path(), &args).await;
+    let base = server.url.clone();
+    assert!(base.ends_with(&format!(":{port}")), "{base}");
+    let (fid, _) = create_feature(&base, "Offline work").await;
+    let sid = create_session(&base, &fid, "Research").await;
+    let script = [
+        "script:".to_owned(),
+        "run: sleep 6".to_owned(),
+        format!(
+            "tool canopy_add_learning {}",
+            json!({"text": "learned offline one"})
+        ),
+        format!(
+            "tool canopy_add_learning {}",
+            json!({"text": "learned offline two", "importance": "low"})
+        ),
+        format!(
+            "tool canopy_record_decision {}",
+            json!({"decision": "decided offline", "rationale": "the server was away", "alternatives": ["wait"]})
+        ),
+    ]
+    .join("\n");
+    let entry = enqueue_as(TOKEN, &base, &fid, &sid, &script).await;
+    eventually("the script runs", async || {
+        let doc = document(&base, &fid).await;
+        doc.queue
+            .iter()
+            .any(|e| e.id == entry && e.status == QueueStatus::Running)
+            .then_some(())
+    })
+    .await;
+    server.kill().await;
+    let away = tokio::time::Instant::now();
+    // While the server is away the sidecar keeps working: the agent's writes
+    // land in its replica and in the context file.
+    let file = context_file(dir.path(), &sid);
+    eventually("the sidecar records the work offline", async || {
+        std::fs::read_to_string(&file).ok().filter(|t| {
+            t.contains("learned offline one")
+                && t.contains("learned offline two")
+                && t.contains("decided offline")
+        })
+    })
+    .await;
+    tokio::time::sleep_until(away + Duration::from_secs(30)).await;
+
+    let server = ServerProcess::start(dir.path(), &args).await;
+    let base = server.url.clone();
+    let log = sandbox_dir(dir.path(), &sid).join("sidecar.log");
+    let _show = ShowOnPanic(log);
+    let doc = eventually("all three arrive", async || {
+        let doc = document(&base, &fid).await;
+        (doc.learnings.len() >= 2 && !doc.decisions.is_empty()).then_some(doc)
+    })
+    .await;
+    let count = |t: &str| doc.learnings.iter().filter(|l| l.text == t).count();
+    assert_eq!(count("learned offline one"), 1, "{:?}", doc.learnings);
+    assert_eq!(count("learned offline two"), 1, "{:?}", doc.learnings);
+    assert_eq!(doc.learnings.len(), 2);
+    assert_eq!(doc.decisions.len(), 1);
+    assert_eq!(doc.decisions[0].decision, "decided offline");
+    assert_eq!(doc.decisions[0].author, format!("agent:{sid}"));
+    let settled = until_settled(&base, &fid, &entry).await;
+    assert_eq!(settled.status, QueueStatus::Done, "{settled:?}");
+    // Still once each after the run settled.
+    let doc = document(&base, &fid).await;
+    assert_eq!(doc.learnings.len(), 2);
+    assert_eq!(doc.decisions.len(), 1);
+    let status = server.terminate().await;
+    assert!(status.success());
+}
+
+/// Prints a log file if the test fails while it is alive.
+struct ShowOnPanic(PathBuf);
+
+impl Drop for ShowOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- {}:\n{}",
+                self.0.display(),
+                std::fs::read_to_string(&self.0).unwrap_or_default()
+            );
+        }
+    }
+}
+
+async fn git(dir: &Path, args: &[&str]) -> String {
+    let out = tokio::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_peoples_prompts_become_two_attributed_commits() {
+    let m = Model::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let _reaper = Reaper(dir.path().to_owned());
+    let server: RunningServer = start_with(agent_config(dir.path(), &m.model.base_url())).await;
+    let base = server.url().to_owned();
+    let (fid, _) = create_feature(&base, "Two authors").await;
+    let sid = create_session(&base, &fid, "Shared work").await;
+    let users = server.state().users();
+    let admin = user_id_of(&base, TOKEN).await;
+    let bob = users
+        .create_user(NewUser {
+            handle: "bob".into(),
+            display_name: "Bob Builder".into(),
+            email: Some("bob@example.com".into()),
+        })
+        .await
+        .unwrap();
+    let (_, bob_token) = users
+        .create_token(&bob.user_id, "test", TokenScope::User)
+        .await
+        .unwrap();
+    let resp = http()
+        .put(format!("{base}/api/features/{fid}/members/{}", bob.user_id))
+        .json(&json!({"role": "contributor"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+
+    let first = enqueue_as(TOKEN, &base, &fid, &sid, "write admin.txt: from the admin").await;
+    let second = enqueue_as(
+        &bob_token,
+        &base,
+        &fid,
+        &sid,
+        "write bob.txt: from bob\nmore words",
+    )
+    .await;
+    let first = until_settled(&base, &fid, &first).await;
+    let second = until_settled(&base, &fid, &second).await;
+    assert_eq!(first.status, QueueStatus::Done, "{first:?}");
+    assert_eq!(second.status, QueueStatus::Done, "{second:?}");
+    let workspace = sandbox_dir(dir.path(), &sid).join("workspace");
+    let log = git(
+        &workspace,
+        &[
+            "log",
+            "--format=%H|%an|%ae|%cn|%s|%(trailers:key=Canopy-Queue-Entry,valueonly,separator=)",
+        ],
+    )
+    .await;
+    let lines: Vec<Vec<&str>> = log.lines().map(|l| l.split('|').collect()).collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    // Newest first: Bob's, then the admin's.
+    let admin_user = users.user(&admin).await.unwrap().unwrap();
+    assert_eq!(lines[0][1], "Bob Builder");
+    assert_eq!(lines[0][2], "bob@example.com");
+    assert_eq!(lines[0][4], "write bob.txt: from bob");
+    assert_eq!(lines[0][5].trim(), second.id);
+    assert_eq!(lines[1][1], admin_user.display_name);
+    assert_eq!(lines[1][4], "write admin.txt: from the admin");
+    assert_eq!(lines[1][5].trim(), first.id);
+    for l in &lines {
+        assert_eq!(l[3], "Canopy");
+    }
+    // Each commit holds its own prompt's work only.
+    let files = |c: &str| {
+        let c = c.to_owned();
+        let w = workspace.clone();
+        async move { git(&w, &["show", "--name-only", "--format=", &c]).await }
+    };
+    assert_eq!(files(lines[0][0]).await.trim(), "bob.txt");
+    assert_eq!(files(lines[1][0]).await.trim(), "admin.txt");
+    // The entries carry their commits; the session its files, branch, head.
+    let doc = eventually("the commits are recorded", async || {
+        let doc = document(&base, &fid).await;
+        let done = doc.queue.iter().filter(|e| e.commit.is_some()).count();
+        (done == 2).then_some(doc)
+    })
+    .await;
+    let commit_of = |id: &str| {
+        doc.queue
+            .iter()
+            .find(|e| e.id == id)
+            .unwrap()
+            .commit
+            .clone()
+    };
+    assert_eq!(commit_of(&second.id).as_deref(), Some(lines[0][0]));
+    assert_eq!(commit_of(&first.id).as_deref(), Some(lines[1][0]));
+    let session = &doc.sessions[&sid];
+    assert_eq!(
+        session.files_changed,
+        vec!["admin.txt".to_owned(), "bob.txt".to_owned()]
+    );
+    let sandbox = session.sandbox.clone().unwrap();
+    assert_eq!(sandbox.head.as_deref(), Some(lines[0][0]));
+    assert!(sandbox.branch.is_some());
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_opencode_is_restarted_by_the_sidecar() {
+    let m = Model::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let _reaper = Reaper(dir.path().to_owned());
+    let server = start_with(agent_config(dir.path(), &m.model.base_url())).await;
+    let base = server.url().to_owned();
+    let (fid, _) = create_feature(&base, "Crashes").await;
+    let sid = create_session(&base, &fid, "Survive").await;
+    let slow = enqueue_as(TOKEN, &base, &fid, &sid, "slow 100: tick").await;
+    let after = enqueue_as(TOKEN, &base, &fid, &sid, "write after.txt: still works").await;
+    eventually("the slow entry runs", async || {
+        let doc = document(&base, &fid).await;
+        doc.queue
+            .iter()
+            .any(|e| e.id == slow && e.status == QueueStatus::Running)
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let record: Value = serde_json::from_str(
+        &std::fs::read_to_string(sandbox_dir(dir.path(), &sid).join("sandbox.json")).unwrap(),
+    )
+    .unwrap();
+    let sidecar = record["pid"].as_i64().unwrap() as i32;
+    let pid = opencode_pid(dir.path(), &sid).expect("OpenCode runs");
+    // Kill OpenCode's process group, as the OOM killer might.
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pid}")])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let e = until_settled(&base, &fid, &slow).await;
+    assert_eq!(e.status, QueueStatus::Failed);
+    assert!(
+        e.error
+            .as_deref()
+            .unwrap()
+            .contains("stopped during the run"),
+        "{e:?}"
+    );
+    let e = until_settled(&base, &fid, &after).await;
+    assert_eq!(e.status, QueueStatus::Done, "{e:?}");
+    let workspace = sandbox_dir(dir.path(), &sid).join("workspace");
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("after.txt")).unwrap(),
+        "still works"
+    );
+    // The sidecar restarted OpenCode; the sandbox itself was not replaced.
+    let new_pid = opencode_pid(dir.path(), &sid).expect("OpenCode runs again");
+    assert_ne!(new_pid, pid);
+    assert_eq!(proc_state(sidecar).map(|s| s != 'Z'), Some(true));
+    let record: Value = serde_json::from_str(
+        &std::fs::read_to_string(sandbox_dir(dir.path(), &sid).join("sandbox.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["pid"].as_i64().unwrap() as i32, sidecar);
+    let log = std::fs::read_to_string(sandbox_dir(dir.path(), &sid).join("sidecar.log")).unwrap();
+    assert!(log.contains("OpenCode stopped; restarting it"), "{log}");
+    // Operators see it: the heartbeats report the restart.
+    eventually("the restart reaches the metrics", async || {
+        let text = http()
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find(|l| l.starts_with("canopy_opencode_restarts_total"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .filter(|n| *n >= 1.0)
+    })
+    .await;
+    server.stop().await.unwrap();
+}
+
+/// Run the sidecar binary against `base` with `token`; its exit status and
+/// stderr.
+async fn run_sidecar(
+    base: &str,
+    token: &str,
+    feature_id: &str,
+    session_id: &str,
+    doc_url: &str,
+    scratch: &Path,
+) -> (std::process::ExitStatus, String) {
+    let workspace = scratch.join("workspace");
+    std::fs::create_dir_all(&workspace).unwrap();
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(sidecar_bin())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .env("CANOPY_SERVER_URL", base)
+            .env("CANOPY_SANDBOX_TOKEN", token)
+            .env("CANOPY_FEATURE_ID", feature_id)
+            .env("CANOPY_SESSION_ID", session_id)
+            .env("CANOPY_FEATURE_DOC", doc_url)
+            .env("CANOPY_WORKSPACE", &workspace)
+            .env("CANOPY_STATE_DIR", scratch.join("state"))
+            .env("CANOPY_OPENCODE_BIN", "/bin/false")
+            .env("CANOPY_OPENCODE_PORT", "9")
+            .env("CANOPY_OPENCODE_PASSWORD", "x")
+            .env("CANOPY_SIDECAR_SECRET", "y")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the sidecar should exit by itself")
+    .unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_sandbox_token_ends_the_sidecar_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path()).await;
+    let base = server.url().to_owned();
+    let (fid, doc) = create_feature(&base, "Guarded").await;
+    let sid = create_session(&base, &fid, "Agent").await;
+    let (other_fid, _) = create_feature(&base, "Elsewhere").await;
+    let other_sid = create_session(&base, &other_fid, "Other").await;
+    let doc_url = format!("automerge:{doc}");
+    let users = server.state().users();
+    let admin = user_id_of(&base, TOKEN).await;
+    let scope = |f: &str, s: &str| TokenScope::Agent {
+        feature_id: f.into(),
+        session_id: s.into(),
+    };
+    let (_, expired) = users
+        .create_token_expiring(&admin, "sandbox", scope(&fid, &sid), Some(now_ms() - 1000))
+        .await
+        .unwrap();
+    let (_, other) = users
+        .create_token(&admin, "sandbox", scope(&other_fid, &other_sid))
+        .await
+        .unwrap();
+    let (revoked_info, revoked) = users
+        .create_token(&admin, "sandbox", scope(&fid, &sid))
+        .await
+        .unwrap();
+    assert!(users.revoke_token(&revoked_info.token_id).await.unwrap());
+    let failures = || async {
+        let text = http()
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("canopy_auth_failures_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    for (name, token, want) in [
+        ("expired", expired.as_str(), "expired, revoked or unknown"),
+        ("revoked", revoked.as_str(), "expired, revoked or unknown"),
+        ("garbage", "canopy_nope", "expired, revoked or unknown"),
+        ("another feature's", other.as_str(), "is for feature"),
+    ] {
+        let before = failures().await;
+        let scratch = tempfile::tempdir().unwrap();
+        let (status, stderr) =
+            run_sidecar(&base, token, &fid, &sid, &doc_url, scratch.path()).await;
+        assert_eq!(status.code(), Some(3), "{name} token: {stderr}");
+        assert!(stderr.contains(want), "{name} token: {stderr}");
+        // One look, no retry storm.
+        let after = failures().await;
+        assert!(
+            after - before <= 2.0,
+            "{name} token: {before} → {after} auth failures"
+        );
+    }
+    // A valid token but a server that is not there: the sidecar keeps
+    // trying (it works offline) until it is told to stop.
+    let (_, good) = users
+        .create_token(&admin, "sandbox", scope(&fid, &sid))
+        .await
+        .unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(scratch.path().join("workspace")).unwrap();
+    let mut child = tokio::process::Command::new(sidecar_bin())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("CANOPY_SERVER_URL", "http://127.0.0.1:9")
+        .env("CANOPY_SANDBOX_TOKEN", &good)
+        .env("CANOPY_FEATURE_ID", &fid)
+        .env("CANOPY_SESSION_ID", &sid)
+        .env("CANOPY_FEATURE_DOC", &doc_url)
+        .env("CANOPY_WORKSPACE", scratch.path().join("workspace"))
+        .env("CANOPY_STATE_DIR", scratch.path().join("state"))
+        .env("CANOPY_OPENCODE_BIN", "/bin/false")
+        .env("CANOPY_OPENCODE_PORT", "9")
+        .env("CANOPY_OPENCODE_PASSWORD", "x")
+        .env("CANOPY_SIDECAR_SECRET", "y")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "it gave up on an absent server"
+    );
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_requested_session_starts_once_its_dependency_is_completed() {
+    let m = Model::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let _reaper = Reaper(dir.path().to_owned());
+    let server = start_with(agent_config(dir.path(), &m.model.base_url())).await;
+    let base = server.url().to_owned();
+    let (fid, _) = create_feature(&base, "Follow-ups").await;
+    let a = create_session(&base, &fid, "Build the API").await;
+    let ask = enqueue_as(
+        TOKEN,
+        &base,
+        &fid,
+        &a,
+        &format!(
+            "tool canopy_request_session {}",
+            json!({"title": "Document the API", "scope": "Write docs/api.md", "depends_on_current": true})
+        ),
+    )
+    .await;
+    assert_eq!(
+        until_settled(&base, &fid, &ask).await.status,
+        QueueStatus::Done
+    );
+    let (b, session) = eventually("the requested session appears", async || {
+        let doc = document(&base, &fid).await;
+        doc.sessions
+            .into_iter()
+            .find(|(_, s)| s.title == "Document the API")
+    })
+    .await;
+    assert_eq!(session.status, SessionStatus::Pending);
+    assert_eq!(session.depends_on, vec![a.clone()]);
+    assert_eq!(session.created_by, format!("agent:{a}"));
+    assert_eq!(session.scope, "Write docs/api.md");
+
+    let waiting = enqueue_as(TOKEN, &base, &fid, &b, "write docs.txt: the docs").await;
+    // Session A keeps working meanwhile; B's prompt waits for A.
+    let more = enqueue_as(TOKEN, &base, &fid, &a, "write api.txt: the api").await;
+    assert_eq!(
+        until_settled(&base, &fid, &more).await.status,
+        QueueStatus::Done
+    );
+    let doc = document(&base, &fid).await;
+    let e = doc.queue.iter().find(|e| e.id == waiting).unwrap();
+    assert_eq!(e.status, QueueStatus::Queued, "it did not wait: {e:?}");
+    assert_eq!(doc.sessions[&b].status, SessionStatus::Pending);
+    assert!(!sandbox_dir(dir.path(), &b).join("sandbox.json").exists());
+
+    let resp = http()
+        .post(format!("{base}/api/features/{fid}/sessions/{a}/complete"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let e = until_settled(&base, &fid, &waiting).await;
+    assert_eq!(e.status, QueueStatus::Done, "{e:?}");
+    assert!(
+        sandbox_dir(dir.path(), &b)
+            .join("workspace/docs.txt")
+            .exists()
+    );
+    let doc = document(&base, &fid).await;
+    assert_eq!(doc.sessions[&a].status, SessionStatus::Completed);
+    // Completing a session with a prompt in flight is refused.
+    let slow = enqueue_as(TOKEN, &base, &fid, &b, "slow 30: busy").await;
+    eventually("the slow entry runs", async || {
+        let doc = document(&base, &fid).await;
+        doc.queue
+            .iter()
+            .any(|e| e.id == slow && e.status == QueueStatus::Running)
+            .then_some(())
+    })
+    .await;
+    let resp = http()
+        .post(format!("{base}/api/features/{fid}/sessions/{b}/complete"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 409);
+    server.stop().await.unwrap();
+}
+
+/// The sidecar's MCP endpoint and OpenCode's bearer token for it, read the
+/// way OpenCode gets them (its environment).
+fn mcp_endpoint(data: &Path, session_id: &str) -> (String, String) {
+    let pid = opencode_pid(data, session_id).expect("OpenCode runs");
+    let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let config = env
+        .split(|b| *b == 0)
+        .find_map(|v| v.strip_prefix(b"OPENCODE_CONFIG_CONTENT="))
+        .expect("OpenCode's config");
+    let config: Value = serde_json::from_slice(config).unwrap();
+    let canopy = &config["mcp"]["canopy"];
+    let auth = canopy["headers"]["Authorization"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (canopy["url"].as_str().unwrap().to_owned(), auth)
+}
+
+/// One JSON-RPC call over MCP streamable HTTP; the `result` or `error`.
+async fn mcp(url: &str, auth: &str, session: Option<&str>, body: Value) -> (Value, Option<String>) {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("authorization", auth)
+        .header("accept", "application/json, text/event-stream")
+        .json(&body);
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s);
+    }
+    let resp = req.send().await.unwrap();
+    let sid = resp
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let text = resp.text().await.unwrap();
+    let json_text = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(str::trim)
+        .rfind(|l| l.starts_with('{'))
+        .map(str::to_owned)
+        .unwrap_or(text);
+    let v: Value = serde_json::from_str(&json_text).unwrap_or(Value::Null);
+    (v, sid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn malformed_tool_calls_get_tool_errors_and_the_document_stays_valid() {
+    let m = Model::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let _reaper = Reaper(dir.path().to_owned());
+    let server = start_with(agent_config(dir.path(), &m.model.base_url())).await;
+    let base = server.url().to_owned();
+    let (fid, _) = create_feature(&base, "Hostile").await;
+    let sid = create_session(&base, &fid, "Fuzz").await;
+    // Through the agent: a wrong type is a tool error the model sees.
+    let bad = enqueue_as(
+        TOKEN,
+        &base,
+        &fid,
+        &sid,
+        &format!("tool canopy_add_learning {}", json!({"text": 5})),
+    )
+    .await;
+    assert_eq!(
+        until_settled(&base, &fid, &bad).await.status,
+        QueueStatus::Done
+    );
+    // Directly, as OpenCode talks to it: bigger and stranger inputs.
+    let (url, auth) = mcp_endpoint(dir.path(), &sid);
+    let (init, session) = mcp(
+        &url,
+        &auth,
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"}}}),
+    )
+    .await;
+    assert!(init["result"]["serverInfo"].is_object(), "{init}");
+    let session = session.expect("an MCP session");
+    let _ = mcp(
+        &url,
+        &auth,
+        Some(&session),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    let huge = "x".repeat(1 << 20);
+    let calls = [
+        json!({"name": "add_learning", "arguments": {"text": huge}}),
+        json!({"name": "add_learning", "arguments": {}}),
+        json!({"name": "add_learning", "arguments": {"text": "ok", "importance": "urgent"}}),
+        json!({"name": "record_decision", "arguments": {"decision": "d"}}),
+        json!({"name": "mark_key_file", "arguments": {"path": "../../etc/passwd"}}),
+        json!({"name": "mark_key_file", "arguments": {"path": "/abs"}}),
+        json!({"name": "request_session", "arguments": {"title": 7, "scope": "s"}}),
+        json!({"name": "no_such_tool", "arguments": {}}),
+    ];
+    for (i, params) in calls.iter().enumerate() {
+        let (answer, _) = mcp(
+            &url,
+            &auth,
+            Some(&session),
+            json!({"jsonrpc": "2.0", "id": 10 + i, "method": "tools/call", "params": params}),
+        )
+        .await;
+        let is_error = answer["result"]["isError"] == true || answer.get("error").is_some();
+        assert!(is_error, "call {i} was not refused: {answer}");
+    }
+    // Without the bearer token: refused before MCP.
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    // Still serving, and nothing bad was written.
+    let (ok, _) = mcp(
+        &url,
+        &auth,
+        Some(&session),
+        json!({"jsonrpc": "2.0", "id": 99, "method": "tools/call", "params":
+            {"name": "add_learning", "arguments": {"text": "a fine learning"}}}),
+    )
+    .await;
+    assert_ne!(ok["result"]["isError"], true, "{ok}");
+    let doc = eventually("the good learning arrives", async || {
+        let doc = document(&base, &fid).await;
+        (!doc.learnings.is_empty()).then_some(doc)
+    })
+    .await;
+    assert_eq!(doc.learnings.len(), 1, "{:?}", doc.learnings);
+    assert_eq!(doc.learnings[0].text, "a fine learning");
+    assert_eq!(doc.sessions.len(), 1);
+    assert!(doc.key_files.is_empty());
+    server.stop().await.unwrap();
+}
