@@ -874,3 +874,47 @@ async fn malformed_tool_calls_get_tool_errors_and_the_document_stays_valid() {
     assert!(doc.key_files.is_empty());
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completing_a_session_checks_who_asks_and_what() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path()).await;
+    let base = server.url().to_owned();
+    let (fid, _) = create_feature(&base, "Done soon").await;
+    let sid = create_session(&base, &fid, "Finish it").await;
+    let (_, viewer) = add_member(&server, &fid, "vera", "viewer").await;
+    let (_, stranger) = add_user(&server, "sam").await;
+    let complete = async |token: &str, session: &str| {
+        let resp = http_as(token)
+            .post(format!(
+                "{base}/api/features/{fid}/sessions/{session}/complete"
+            ))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        (status, body)
+    };
+    let (status, body) = complete(&viewer, &sid).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = complete(&stranger, &sid).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = complete(TOKEN, "ses_aaaaaaaaaaaaaaaaaaaa").await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "unknown_session");
+    let (status, body) = complete(TOKEN, "..%2F..%2Fetc").await;
+    assert_eq!(status, 422, "{body}");
+    // Nothing changed so far.
+    let doc = document(&base, &fid).await;
+    assert_eq!(doc.sessions[&sid].status, SessionStatus::Pending);
+    let (status, body) = complete(TOKEN, &sid).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "completed");
+    let doc = document(&base, &fid).await;
+    assert_eq!(doc.sessions[&sid].status, SessionStatus::Completed);
+    // Again: still completed, still fine.
+    let (status, _) = complete(TOKEN, &sid).await;
+    assert_eq!(status, 200);
+    server.stop().await.unwrap();
+}

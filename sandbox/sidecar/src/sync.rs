@@ -197,3 +197,61 @@ pub fn connect(repo: &Repo, server_url: &str, token: &str) -> Result<Connection,
         .map_err(|_| SyncError::Setup("the repo has stopped".into()))?;
     Ok(Connection { dialer, refusal })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use automerge::{ROOT, ReadDoc, transaction::Transactable};
+
+    #[tokio::test]
+    async fn the_replica_survives_a_restart_of_the_sidecar() {
+        let dir = tempfile::tempdir().unwrap();
+        let (f, s) = ("ftr_aaaaaaaaaaaaaaaaaaaa", "ses_aaaaaaaaaaaaaaaaaaaa");
+        let repo = open_repo(dir.path(), f, s).await.unwrap();
+        let peer = repo.peer_id().to_string();
+        assert!(peer.starts_with(&format!("a:{f}:{s}:")), "{peer}");
+        let handle = repo.create(automerge::Automerge::new()).await.unwrap();
+        let id = handle.document_id().clone();
+        handle
+            .with_document_async(|d| {
+                d.transact::<_, _, automerge::AutomergeError>(|tx| {
+                    tx.put(ROOT, "written", "offline")?;
+                    Ok(())
+                })
+                .unwrap();
+            })
+            .await
+            .unwrap();
+        repo.stop().await;
+
+        // The next process: same store, same peer id, the change is there
+        // without any server.
+        let repo = open_repo(dir.path(), f, s).await.unwrap();
+        assert_eq!(repo.peer_id().to_string(), peer);
+        let handle = repo.find(id).await.unwrap().expect("found locally");
+        let value = handle
+            .with_document_async(|d| d.get(ROOT, "written").unwrap().map(|(v, _)| v.to_string()))
+            .await
+            .unwrap();
+        assert_eq!(value.as_deref(), Some("\"offline\""));
+        repo.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_bad_server_url_is_a_setup_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = open_repo(
+            dir.path(),
+            "ftr_aaaaaaaaaaaaaaaaaaaa",
+            "ses_aaaaaaaaaaaaaaaaaaaa",
+        )
+        .await
+        .unwrap();
+        assert!(matches!(
+            connect(&repo, "ftp://example.com", "t"),
+            Err(SyncError::Setup(_))
+        ));
+        repo.stop().await;
+    }
+}
