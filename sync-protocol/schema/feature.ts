@@ -135,10 +135,11 @@ export interface Session {
   title: string;
   /** Text. */
   scope: string;
-  /** A {@link SessionStatus}; written by the server. */
+  /** A {@link SessionStatus}; written by the server and the sandbox's sidecar. */
   status: Str;
-  /** Session ids. */
+  /** Session ids that must be `completed` before this session runs anything. */
   depends_on: Str[];
+  /** User id, or `agent:<session_id>` for a session an agent requested. */
   created_by: Str;
   created_at: number;
   sandbox: Sandbox | null;
@@ -189,7 +190,10 @@ export interface QueueEntry {
   finished_at?: number;
   /** Why it failed, was rejected or was cancelled. */
   error?: Str;
-  /** Workspace commit made after the prompt ran. */
+  /**
+   * The workspace commit of this prompt's work (written by the sandbox's
+   * sidecar; authored by `author`, trailer `Canopy-Queue-Entry: <id>`).
+   */
   commit?: Str;
 }
 
