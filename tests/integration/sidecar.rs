@@ -98,6 +98,36 @@ async fn until_settled(base: &str, feature_id: &str, entry: &str) -> feature::Qu
     .await
 }
 
+/// A server running agents in local sandboxes against its own scripted
+/// model, on a fresh data directory.
+struct Agents {
+    model: Model,
+    server: RunningServer,
+    base: String,
+    _reaper: Reaper,
+    dir: tempfile::TempDir,
+}
+
+impl Agents {
+    async fn start() -> Agents {
+        let model = Model::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let server = start_with(agent_config(dir.path(), &model.model.base_url())).await;
+        let base = server.url().to_owned();
+        Agents {
+            model,
+            server,
+            base,
+            _reaper: Reaper(dir.path().to_owned()),
+            dir,
+        }
+    }
+
+    async fn stop(self) {
+        self.server.stop().await.unwrap();
+    }
+}
+
 /// OpenCode's pid in a session's sandbox (not the sidecar's).
 fn opencode_pid(data: &Path, session_id: &str) -> Option<i32> {
     let marker = format!("CANOPY_SANDBOX_SESSION={session_id}");
@@ -114,11 +144,8 @@ fn opencode_pid(data: &Path, session_id: &str) -> Option<i32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_learning_reaches_people_and_sibling_agents() {
-    let m = Model::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let _reaper = Reaper(dir.path().to_owned());
-    let server = start_with(agent_config(dir.path(), &m.model.base_url())).await;
-    let base = server.url().to_owned();
+    let w = Agents::start().await;
+    let (m, dir, server, base) = (&w.model, w.dir.path(), &w.server, w.base.clone());
     let (fid, doc) = create_feature(&base, "Pagination").await;
     let a = create_session(&base, &fid, "API").await;
     let b = create_session(&base, &fid, "Client").await;
@@ -178,7 +205,7 @@ async fn a_learning_reaches_people_and_sibling_agents() {
         QueueStatus::Done
     );
     // In session B's context file, rewritten by B's sidecar.
-    let file = context_file(dir.path(), &b);
+    let file = context_file(dir, &b);
     eventually("session B's context file has the learning", async || {
         std::fs::read_to_string(&file)
             .ok()
@@ -205,7 +232,7 @@ async fn a_learning_reaches_people_and_sibling_agents() {
     }
     assert!(carried, "B's prompt did not carry the learning");
     peer.stop().await;
-    server.stop().await.unwrap();
+    w.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -329,11 +356,8 @@ async fn git(dir: &Path, args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_peoples_prompts_become_two_attributed_commits() {
-    let m = Model::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let _reaper = Reaper(dir.path().to_owned());
-    let server: RunningServer = start_with(agent_config(dir.path(), &m.model.base_url())).await;
-    let base = server.url().to_owned();
+    let w = Agents::start().await;
+    let (dir, server, base) = (w.dir.path(), &w.server, w.base.clone());
     let (fid, _) = create_feature(&base, "Two authors").await;
     let sid = create_session(&base, &fid, "Shared work").await;
     let users = server.state().users();
@@ -371,7 +395,7 @@ async fn two_peoples_prompts_become_two_attributed_commits() {
     let second = until_settled(&base, &fid, &second).await;
     assert_eq!(first.status, QueueStatus::Done, "{first:?}");
     assert_eq!(second.status, QueueStatus::Done, "{second:?}");
-    let workspace = sandbox_dir(dir.path(), &sid).join("workspace");
+    let workspace = sandbox_dir(dir, &sid).join("workspace");
     let log = git(
         &workspace,
         &[
@@ -427,16 +451,13 @@ async fn two_peoples_prompts_become_two_attributed_commits() {
     let sandbox = session.sandbox.clone().unwrap();
     assert_eq!(sandbox.head.as_deref(), Some(lines[0][0]));
     assert!(sandbox.branch.is_some());
-    server.stop().await.unwrap();
+    w.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_opencode_is_restarted_by_the_sidecar() {
-    let m = Model::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let _reaper = Reaper(dir.path().to_owned());
-    let server = start_with(agent_config(dir.path(), &m.model.base_url())).await;
-    let base = server.url().to_owned();
+    let w = Agents::start().await;
+    let (dir, base) = (w.dir.path(), w.base.clone());
     let (fid, _) = create_feature(&base, "Crashes").await;
     let sid = create_session(&base, &fid, "Survive").await;
     let slow = enqueue_as(TOKEN, &base, &fid, &sid, "slow 100: tick").await;
@@ -451,11 +472,11 @@ async fn a_killed_opencode_is_restarted_by_the_sidecar() {
     .await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     let record: Value = serde_json::from_str(
-        &std::fs::read_to_string(sandbox_dir(dir.path(), &sid).join("sandbox.json")).unwrap(),
+        &std::fs::read_to_string(sandbox_dir(dir, &sid).join("sandbox.json")).unwrap(),
     )
     .unwrap();
     let sidecar = record["pid"].as_i64().unwrap() as i32;
-    let pid = opencode_pid(dir.path(), &sid).expect("OpenCode runs");
+    let pid = opencode_pid(dir, &sid).expect("OpenCode runs");
     // Kill OpenCode's process group, as the OOM killer might.
     let killed = std::process::Command::new("kill")
         .args(["-KILL", "--", &format!("-{pid}")])
@@ -473,21 +494,21 @@ async fn a_killed_opencode_is_restarted_by_the_sidecar() {
     );
     let e = until_settled(&base, &fid, &after).await;
     assert_eq!(e.status, QueueStatus::Done, "{e:?}");
-    let workspace = sandbox_dir(dir.path(), &sid).join("workspace");
+    let workspace = sandbox_dir(dir, &sid).join("workspace");
     assert_eq!(
         std::fs::read_to_string(workspace.join("after.txt")).unwrap(),
         "still works"
     );
     // The sidecar restarted OpenCode; the sandbox itself was not replaced.
-    let new_pid = opencode_pid(dir.path(), &sid).expect("OpenCode runs again");
+    let new_pid = opencode_pid(dir, &sid).expect("OpenCode runs again");
     assert_ne!(new_pid, pid);
     assert_eq!(proc_state(sidecar).map(|s| s != 'Z'), Some(true));
     let record: Value = serde_json::from_str(
-        &std::fs::read_to_string(sandbox_dir(dir.path(), &sid).join("sandbox.json")).unwrap(),
+        &std::fs::read_to_string(sandbox_dir(dir, &sid).join("sandbox.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(record["pid"].as_i64().unwrap() as i32, sidecar);
-    let log = std::fs::read_to_string(sandbox_dir(dir.path(), &sid).join("sidecar.log")).unwrap();
+    let log = std::fs::read_to_string(sandbox_dir(dir, &sid).join("sidecar.log")).unwrap();
     assert!(log.contains("OpenCode stopped; restarting it"), "{log}");
     // Operators see it: the heartbeats report the restart.
     eventually("the restart reaches the metrics", async || {
@@ -505,43 +526,46 @@ async fn a_killed_opencode_is_restarted_by_the_sidecar() {
             .filter(|n| *n >= 1.0)
     })
     .await;
-    server.stop().await.unwrap();
+    w.stop().await;
 }
 
-/// Run the sidecar binary against `base` with `token`; its exit status and
-/// stderr.
-async fn run_sidecar(
+/// The sidecar binary configured for a sandbox of `feature_id` /
+/// `session_id` under `scratch`, with an OpenCode that cannot start.
+fn sidecar_command(
     base: &str,
     token: &str,
     feature_id: &str,
     session_id: &str,
     doc_url: &str,
     scratch: &Path,
-) -> (std::process::ExitStatus, String) {
+) -> tokio::process::Command {
     let workspace = scratch.join("workspace");
     std::fs::create_dir_all(&workspace).unwrap();
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new(sidecar_bin())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap())
-            .env("CANOPY_SERVER_URL", base)
-            .env("CANOPY_SANDBOX_TOKEN", token)
-            .env("CANOPY_FEATURE_ID", feature_id)
-            .env("CANOPY_SESSION_ID", session_id)
-            .env("CANOPY_FEATURE_DOC", doc_url)
-            .env("CANOPY_WORKSPACE", &workspace)
-            .env("CANOPY_STATE_DIR", scratch.join("state"))
-            .env("CANOPY_OPENCODE_BIN", "/bin/false")
-            .env("CANOPY_OPENCODE_PORT", "9")
-            .env("CANOPY_OPENCODE_PASSWORD", "x")
-            .env("CANOPY_SIDECAR_SECRET", "y")
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("the sidecar should exit by itself")
-    .unwrap();
+    let mut command = tokio::process::Command::new(sidecar_bin());
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("CANOPY_SERVER_URL", base)
+        .env("CANOPY_SANDBOX_TOKEN", token)
+        .env("CANOPY_FEATURE_ID", feature_id)
+        .env("CANOPY_SESSION_ID", session_id)
+        .env("CANOPY_FEATURE_DOC", doc_url)
+        .env("CANOPY_WORKSPACE", &workspace)
+        .env("CANOPY_STATE_DIR", scratch.join("state"))
+        .env("CANOPY_OPENCODE_BIN", "/bin/false")
+        .env("CANOPY_OPENCODE_PORT", "9")
+        .env("CANOPY_OPENCODE_PASSWORD", "x")
+        .env("CANOPY_SIDECAR_SECRET", "y")
+        .kill_on_drop(true);
+    command
+}
+
+/// Run the sidecar until it exits by itself; its status and stderr.
+async fn run_sidecar(mut command: tokio::process::Command) -> (std::process::ExitStatus, String) {
+    let out = tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .expect("the sidecar should exit by itself")
+        .unwrap();
     (
         out.status,
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -599,8 +623,15 @@ async fn a_refused_sandbox_token_ends_the_sidecar_with_a_clear_message() {
     ] {
         let before = failures().await;
         let scratch = tempfile::tempdir().unwrap();
-        let (status, stderr) =
-            run_sidecar(&base, token, &fid, &sid, &doc_url, scratch.path()).await;
+        let (status, stderr) = run_sidecar(sidecar_command(
+            &base,
+            token,
+            &fid,
+            &sid,
+            &doc_url,
+            scratch.path(),
+        ))
+        .await;
         assert_eq!(status.code(), Some(3), "{name} token: {stderr}");
         assert!(stderr.contains(want), "{name} token: {stderr}");
         // One look, no retry storm.
@@ -617,24 +648,16 @@ async fn a_refused_sandbox_token_ends_the_sidecar_with_a_clear_message() {
         .await
         .unwrap();
     let scratch = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(scratch.path().join("workspace")).unwrap();
-    let mut child = tokio::process::Command::new(sidecar_bin())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap())
-        .env("CANOPY_SERVER_URL", "http://127.0.0.1:9")
-        .env("CANOPY_SANDBOX_TOKEN", &good)
-        .env("CANOPY_FEATURE_ID", &fid)
-        .env("CANOPY_SESSION_ID", &sid)
-        .env("CANOPY_FEATURE_DOC", &doc_url)
-        .env("CANOPY_WORKSPACE", scratch.path().join("workspace"))
-        .env("CANOPY_STATE_DIR", scratch.path().join("state"))
-        .env("CANOPY_OPENCODE_BIN", "/bin/false")
-        .env("CANOPY_OPENCODE_PORT", "9")
-        .env("CANOPY_OPENCODE_PASSWORD", "x")
-        .env("CANOPY_SIDECAR_SECRET", "y")
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = sidecar_command(
+        "http://127.0.0.1:9",
+        &good,
+        &fid,
+        &sid,
+        &doc_url,
+        scratch.path(),
+    )
+    .spawn()
+    .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
         child.try_wait().unwrap().is_none(),
@@ -655,11 +678,8 @@ async fn a_refused_sandbox_token_ends_the_sidecar_with_a_clear_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_requested_session_starts_once_its_dependency_is_completed() {
-    let m = Model::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let _reaper = Reaper(dir.path().to_owned());
-    let server = start_with(agent_config(dir.path(), &m.model.base_url())).await;
-    let base = server.url().to_owned();
+    let w = Agents::start().await;
+    let (dir, base) = (w.dir.path(), w.base.clone());
     let (fid, _) = create_feature(&base, "Follow-ups").await;
     let a = create_session(&base, &fid, "Build the API").await;
     let ask = enqueue_as(
@@ -700,7 +720,7 @@ async fn a_requested_session_starts_once_its_dependency_is_completed() {
     let e = doc.queue.iter().find(|e| e.id == waiting).unwrap();
     assert_eq!(e.status, QueueStatus::Queued, "it did not wait: {e:?}");
     assert_eq!(doc.sessions[&b].status, SessionStatus::Pending);
-    assert!(!sandbox_dir(dir.path(), &b).join("sandbox.json").exists());
+    assert!(!sandbox_dir(dir, &b).join("sandbox.json").exists());
 
     let resp = http()
         .post(format!("{base}/api/features/{fid}/sessions/{a}/complete"))
@@ -710,11 +730,7 @@ async fn a_requested_session_starts_once_its_dependency_is_completed() {
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
     let e = until_settled(&base, &fid, &waiting).await;
     assert_eq!(e.status, QueueStatus::Done, "{e:?}");
-    assert!(
-        sandbox_dir(dir.path(), &b)
-            .join("workspace/docs.txt")
-            .exists()
-    );
+    assert!(sandbox_dir(dir, &b).join("workspace/docs.txt").exists());
     let doc = document(&base, &fid).await;
     assert_eq!(doc.sessions[&a].status, SessionStatus::Completed);
     // Completing a session with a prompt in flight is refused.
@@ -733,7 +749,7 @@ async fn a_requested_session_starts_once_its_dependency_is_completed() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 409);
-    server.stop().await.unwrap();
+    w.stop().await;
 }
 
 /// The sidecar's MCP endpoint and OpenCode's bearer token for it, read the
@@ -783,11 +799,8 @@ async fn mcp(url: &str, auth: &str, session: Option<&str>, body: Value) -> (Valu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn malformed_tool_calls_get_tool_errors_and_the_document_stays_valid() {
-    let m = Model::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let _reaper = Reaper(dir.path().to_owned());
-    let server = start_with(agent_config(dir.path(), &m.model.base_url())).await;
-    let base = server.url().to_owned();
+    let w = Agents::start().await;
+    let (dir, base) = (w.dir.path(), w.base.clone());
     let (fid, _) = create_feature(&base, "Hostile").await;
     let sid = create_session(&base, &fid, "Fuzz").await;
     // Through the agent: a wrong type is a tool error the model sees.
@@ -804,7 +817,7 @@ async fn malformed_tool_calls_get_tool_errors_and_the_document_stays_valid() {
         QueueStatus::Done
     );
     // Directly, as OpenCode talks to it: bigger and stranger inputs.
-    let (url, auth) = mcp_endpoint(dir.path(), &sid);
+    let (url, auth) = mcp_endpoint(dir, &sid);
     let (init, session) = mcp(
         &url,
         &auth,
@@ -872,7 +885,7 @@ async fn malformed_tool_calls_get_tool_errors_and_the_document_stays_valid() {
     assert_eq!(doc.learnings[0].text, "a fine learning");
     assert_eq!(doc.sessions.len(), 1);
     assert!(doc.key_files.is_empty());
-    server.stop().await.unwrap();
+    w.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
