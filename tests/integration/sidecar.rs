@@ -128,6 +128,33 @@ impl Agents {
     }
 }
 
+async fn until_running(base: &str, feature_id: &str, entry: &str) {
+    eventually(&format!("entry {entry} runs"), async || {
+        let doc = document(base, feature_id).await;
+        doc.queue
+            .iter()
+            .any(|e| e.id == entry && e.status == QueueStatus::Running)
+            .then_some(())
+    })
+    .await;
+}
+
+/// The sum of a Prometheus metric's samples (all label sets).
+async fn metric(base: &str, name: &str) -> f64 {
+    let text = http()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// OpenCode's pid in a session's sandbox (not the sidecar's).
 fn opencode_pid(data: &Path, session_id: &str) -> Option<i32> {
     let marker = format!("CANOPY_SANDBOX_SESSION={session_id}");
@@ -279,14 +306,7 @@ async fn the_agent_keeps_working_while_the_server_is_away() {
     ]
     .join("\n");
     let entry = enqueue_as(TOKEN, &base, &fid, &sid, &script).await;
-    eventually("the script runs", async || {
-        let doc = document(&base, &fid).await;
-        doc.queue
-            .iter()
-            .any(|e| e.id == entry && e.status == QueueStatus::Running)
-            .then_some(())
-    })
-    .await;
+    until_running(&base, &fid, &entry).await;
     server.kill().await;
     let away = tokio::time::Instant::now();
     // While the server is away the sidecar keeps working: the agent's writes
@@ -462,14 +482,7 @@ async fn a_killed_opencode_is_restarted_by_the_sidecar() {
     let sid = create_session(&base, &fid, "Survive").await;
     let slow = enqueue_as(TOKEN, &base, &fid, &sid, "slow 100: tick").await;
     let after = enqueue_as(TOKEN, &base, &fid, &sid, "write after.txt: still works").await;
-    eventually("the slow entry runs", async || {
-        let doc = document(&base, &fid).await;
-        doc.queue
-            .iter()
-            .any(|e| e.id == slow && e.status == QueueStatus::Running)
-            .then_some(())
-    })
-    .await;
+    until_running(&base, &fid, &slow).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     let record: Value = serde_json::from_str(
         &std::fs::read_to_string(sandbox_dir(dir, &sid).join("sandbox.json")).unwrap(),
@@ -512,18 +525,8 @@ async fn a_killed_opencode_is_restarted_by_the_sidecar() {
     assert!(log.contains("OpenCode stopped; restarting it"), "{log}");
     // Operators see it: the heartbeats report the restart.
     eventually("the restart reaches the metrics", async || {
-        let text = http()
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find(|l| l.starts_with("canopy_opencode_restarts_total"))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .filter(|n| *n >= 1.0)
+        let n = metric(&base, "canopy_opencode_restarts_total").await;
+        (n >= 1.0).then_some(())
     })
     .await;
     w.stop().await;
@@ -601,20 +604,7 @@ async fn a_refused_sandbox_token_ends_the_sidecar_with_a_clear_message() {
         .await
         .unwrap();
     assert!(users.revoke_token(&revoked_info.token_id).await.unwrap());
-    let failures = || async {
-        let text = http()
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .filter(|l| l.starts_with("canopy_auth_failures_total"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
-    };
+    let failures = || metric(&base, "canopy_auth_failures_total");
     for (name, token, want) in [
         ("expired", expired.as_str(), "expired, revoked or unknown"),
         ("revoked", revoked.as_str(), "expired, revoked or unknown"),
@@ -735,14 +725,7 @@ async fn a_requested_session_starts_once_its_dependency_is_completed() {
     assert_eq!(doc.sessions[&a].status, SessionStatus::Completed);
     // Completing a session with a prompt in flight is refused.
     let slow = enqueue_as(TOKEN, &base, &fid, &b, "slow 30: busy").await;
-    eventually("the slow entry runs", async || {
-        let doc = document(&base, &fid).await;
-        doc.queue
-            .iter()
-            .any(|e| e.id == slow && e.status == QueueStatus::Running)
-            .then_some(())
-    })
-    .await;
+    until_running(&base, &fid, &slow).await;
     let resp = http()
         .post(format!("{base}/api/features/{fid}/sessions/{b}/complete"))
         .send()
