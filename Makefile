@@ -8,7 +8,7 @@ NPM ?= npm
 DATA_DIR ?= ./canopy-data
 LISTEN ?= 127.0.0.1:8420
 
-.PHONY: run test setup js-deps opencode build release lint fmt bench smoke clean
+.PHONY: run test setup js-deps opencode build release lint fmt bench smoke clean sandbox-image
 
 ## Set up and start Canopy (SQLite in $(DATA_DIR), listening on $(LISTEN)).
 run: opencode release
@@ -41,6 +41,14 @@ opencode: sandbox/opencode/node_modules/.package-lock.json
 sandbox/opencode/node_modules/.package-lock.json: sandbox/opencode/package.json sandbox/opencode/package-lock.json
 	$(NPM) install --prefix sandbox/opencode --no-save --no-audit --no-fund
 	@touch $@
+
+## The Docker sandbox image (sandbox/Dockerfile) with this build's sidecar and
+## the pinned OpenCode, tagged canopy-sandbox:<version>; needs a running Docker
+## daemon, and creates the Debian base with debootstrap when Docker lacks it.
+## Two cargo builds, not one: building both packages at once would unify
+## their dependencies' features and rebuild what `cargo build` already built.
+sandbox-image: opencode
+	$(CARGO) build --bin canopy && $(CARGO) build -p canopy-sidecar && "$${CARGO_TARGET_DIR:-target}/debug/canopy" sandbox build-image --sidecar-bin "$${CARGO_TARGET_DIR:-target}/debug/canopy-sidecar"
 
 build:
 	$(CARGO) build --workspace

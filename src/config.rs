@@ -58,6 +58,12 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Manage the Docker sandbox image.
+    Sandbox {
+        /// What to do.
+        #[command(subcommand)]
+        command: SandboxCommand,
+    },
 }
 
 /// The data directory, for commands that work on it directly.
@@ -126,11 +132,41 @@ pub enum TokenCommand {
     },
 }
 
+/// `canopy sandbox …`
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Build the sandbox image (the Dockerfile compiled into this binary)
+    /// with this sidecar and OpenCode; creates the Debian base image with
+    /// debootstrap when Docker does not have it.
+    BuildImage {
+        /// The image's tag.
+        #[arg(long, env = "CANOPY_SANDBOX_IMAGE", default_value_t = crate::sandbox::image::default_tag())]
+        tag: String,
+        /// The sandbox sidecar binary. Default: `canopy-sidecar` next to
+        /// this executable.
+        #[arg(long, env = "CANOPY_SIDECAR_BIN")]
+        sidecar_bin: Option<PathBuf>,
+        /// The OpenCode binary (installed by `make opencode`).
+        #[arg(
+            long,
+            env = "CANOPY_OPENCODE_BIN",
+            default_value = "sandbox/opencode/node_modules/.bin/opencode"
+        )]
+        opencode_bin: PathBuf,
+        /// The Docker daemon (`unix:///…`, `tcp://…`). Default: `DOCKER_HOST`
+        /// or the local socket.
+        #[arg(long, env = "CANOPY_DOCKER_HOST")]
+        docker_host: Option<String>,
+    },
+}
+
 /// Sandbox backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SandboxKind {
     /// Local processes (the embedded default; no isolation).
     Local,
+    /// Docker containers (isolated; `canopy sandbox build-image` first).
+    Docker,
 }
 
 /// Log formats.
@@ -286,6 +322,67 @@ pub struct ServerConfig {
     /// Timeout for one HTTP API request, in seconds.
     #[arg(long, env = "CANOPY_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_secs: u64,
+
+    /// Stop a session's sandbox after this many minutes without a run (a
+    /// container is snapshotted first; the next prompt continues from it).
+    /// 0 never stops them.
+    #[arg(long, env = "CANOPY_SANDBOX_IDLE_MINUTES", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=10_080))]
+    pub sandbox_idle_minutes: u64,
+
+    /// Stop idle sandboxes after this many seconds instead (tests, demos);
+    /// overrides `--sandbox-idle-minutes`.
+    #[arg(long, env = "CANOPY_SANDBOX_IDLE_SECS", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub sandbox_idle_secs: Option<u64>,
+
+    /// Sandboxes that may run at once, on this server; more starts wait for
+    /// a free one (the session says so).
+    #[arg(long, env = "CANOPY_MAX_SANDBOXES", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_sandboxes: u32,
+
+    /// Docker backend settings.
+    #[command(flatten)]
+    pub docker: DockerArgs,
+}
+
+/// How the Docker backend runs containers (`--sandbox docker`).
+#[derive(Debug, Clone, Args)]
+pub struct DockerArgs {
+    /// The Docker daemon (`unix:///var/run/docker.sock`, `tcp://…`);
+    /// default: `DOCKER_HOST` or the local socket.
+    #[arg(long, env = "CANOPY_DOCKER_HOST")]
+    pub docker_host: Option<String>,
+
+    /// The sandbox image, built by `canopy sandbox build-image`.
+    #[arg(long, env = "CANOPY_SANDBOX_IMAGE", default_value_t = crate::sandbox::image::default_tag())]
+    pub sandbox_image: String,
+
+    /// The containers' network: `host` (packets stay on this machine's
+    /// interfaces; the sandbox reaches the server on loopback), or `bridge`
+    /// / a network's name (ports published on 127.0.0.1 only; set
+    /// `--sandbox-server-url` to an address containers reach, e.g.
+    /// `http://host.docker.internal:8420` with the server listening there).
+    #[arg(long, env = "CANOPY_DOCKER_NETWORK", default_value = "host")]
+    pub docker_network: String,
+
+    /// Memory limit per sandbox, in MiB.
+    #[arg(long, env = "CANOPY_SANDBOX_MEMORY_MB", default_value_t = 2048, value_parser = clap::value_parser!(u64).range(128..))]
+    pub sandbox_memory_mb: u64,
+
+    /// CPU limit per sandbox, in CPUs.
+    #[arg(long, env = "CANOPY_SANDBOX_CPUS", default_value_t = 2.0)]
+    pub sandbox_cpus: f64,
+
+    /// Process limit per sandbox.
+    #[arg(long, env = "CANOPY_SANDBOX_PIDS", default_value_t = 1024, value_parser = clap::value_parser!(i64).range(32..))]
+    pub sandbox_pids: i64,
+
+    /// Size of a sandbox's `/tmp` (tmpfs), in MiB.
+    #[arg(long, env = "CANOPY_SANDBOX_TMP_MB", default_value_t = 512, value_parser = clap::value_parser!(u64).range(16..))]
+    pub sandbox_tmp_mb: u64,
+
+    /// Started containers kept ready to be claimed by new sessions.
+    #[arg(long, env = "CANOPY_WARM_POOL", default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=64))]
+    pub warm_pool: u64,
 }
 
 fn parse_public_url(s: &str) -> Result<String, String> {

@@ -2,7 +2,7 @@
 //! listener and hand it to the server with a shutdown token.
 
 use anyhow::Context;
-use canopy::config::{Cli, Command, ServerConfig};
+use canopy::config::{Cli, Command, SandboxCommand, ServerConfig};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +25,7 @@ fn main() -> anyhow::Result<()> {
                 print(canopy::admin::token(&data.data_dir, command).await?);
                 Ok(())
             }
+            Command::Sandbox { command } => sandbox(command).await,
         }
     })
 }
@@ -32,6 +33,30 @@ fn main() -> anyhow::Result<()> {
 #[allow(clippy::print_stdout)]
 fn print(s: String) {
     print!("{s}");
+}
+
+async fn sandbox(command: SandboxCommand) -> anyhow::Result<()> {
+    use canopy::sandbox::image;
+    match command {
+        SandboxCommand::BuildImage {
+            tag,
+            sidecar_bin,
+            opencode_bin,
+            docker_host,
+        } => {
+            let sidecar_bin = sidecar_bin.unwrap_or_else(image::default_sidecar_bin);
+            let spec = image::BuildSpec::new(tag, sidecar_bin, opencode_bin);
+            // A missing input is reported before Docker is asked anything.
+            spec.check_inputs()?;
+            let docker = canopy::sandbox::docker::connect(docker_host.as_deref()).await?;
+            let started = std::time::Instant::now();
+            let id =
+                image::build_image(&docker, &spec, &mut |line: &str| eprintln!("{line}")).await?;
+            eprintln!("Built {} in {:.1?}", spec.tag, started.elapsed());
+            print(format!("{} {id}\n", spec.tag));
+            Ok(())
+        }
+    }
 }
 
 async fn serve(config: ServerConfig) -> anyhow::Result<()> {

@@ -12,13 +12,18 @@
 
 pub mod context;
 pub mod setup;
+pub mod slots;
 pub mod store;
 mod transcript;
 mod worker;
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
 };
 
 use automerge::{Automerge, ObjId};
@@ -72,7 +77,16 @@ pub struct Deps {
     pub max_prompt_bytes: usize,
     /// `(providerID, modelID)` to prompt with; `None`: the sandbox's default.
     pub model: Option<(String, String)>,
+    /// The limit on sandboxes running at once.
+    pub slots: Arc<slots::Slots>,
+    /// Stop (hibernate) a sandbox after this long without a run; `None`:
+    /// never.
+    pub idle_after: Option<Duration>,
 }
+
+/// How long after one warm-up (`typing`) another for the same session is
+/// ignored.
+const WARM_DEBOUNCE: Duration = Duration::from_secs(10);
 
 /// A worker's mailbox.
 #[derive(Debug, Clone)]
@@ -83,6 +97,8 @@ struct WorkerHandle {
     stop: mpsc::UnboundedSender<String>,
     /// The entry in flight, if any.
     current: Arc<Mutex<Option<String>>>,
+    /// Someone is typing a prompt: start the sandbox now.
+    warm: Arc<AtomicBool>,
 }
 
 #[derive(Debug)]
@@ -91,6 +107,8 @@ struct Inner {
     workers: Mutex<HashMap<String, WorkerHandle>>,
     /// Sandboxes adopted from a previous server process, by session.
     adopted: Mutex<HashMap<String, Sandbox>>,
+    /// When each session was last warmed because someone typed.
+    warmed: Mutex<HashMap<String, Instant>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -135,6 +153,7 @@ impl Dispatcher {
                 deps,
                 workers: Mutex::new(HashMap::new()),
                 adopted: Mutex::new(adopted),
+                warmed: Mutex::new(HashMap::new()),
                 shutdown,
                 tasks: TaskTracker::new(),
             }),
@@ -143,8 +162,60 @@ impl Dispatcher {
         dispatcher
             .inner
             .tasks
+            .spawn(async move { d.remove_orphans().await });
+        let d = dispatcher.clone();
+        dispatcher
+            .inner
+            .tasks
             .spawn(async move { d.watch_registry().await });
         dispatcher
+    }
+
+    /// Remove what the backend holds for sessions that no longer exist
+    /// (their feature or the session itself is gone): containers, volumes,
+    /// snapshots. Runs once at start, after [`SandboxBackend::reconcile`].
+    async fn remove_orphans(&self) {
+        let deps = &self.inner.deps;
+        for (feature_id, session_id) in deps.backend.sessions().await {
+            let exists = match deps.registry.feature(&feature_id).await {
+                Ok(Some(record)) => {
+                    match record.document_id.parse::<DocumentId>().map_err(|_| ()) {
+                        Err(()) => true,
+                        Ok(doc_id) => match deps.repo.find(doc_id).await {
+                            Ok(Some(handle)) => {
+                                let sid = session_id.clone();
+                                handle
+                                    .with_document_async(move |d| {
+                                        feature::read_session(d, &sid).is_some()
+                                    })
+                                    .await
+                                    .unwrap_or(true)
+                            }
+                            Ok(None) => false,
+                            // Stopping: decide nothing.
+                            Err(_) => return,
+                        },
+                    }
+                }
+                Ok(None) => false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot look up a sandbox's feature; keeping it");
+                    true
+                }
+            };
+            if exists {
+                continue;
+            }
+            tracing::info!(%feature_id, %session_id, "removing the sandbox of a session that no longer exists");
+            self.inner
+                .adopted
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&session_id);
+            if let Err(e) = deps.backend.remove(&session_id).await {
+                tracing::warn!(%session_id, error = %e, "cannot remove an orphaned sandbox");
+            }
+        }
     }
 
     /// Stop the run in flight in `session_id`, if any: OpenCode aborts and
@@ -167,6 +238,16 @@ impl Dispatcher {
         if let Err(e) = self.inner.deps.backend.stop(session_id).await {
             tracing::warn!(session_id, error = %e, "cannot stop the sandbox of a completed session");
         }
+        self.inner.deps.slots.release(session_id);
+    }
+
+    /// The last `lines` lines of a session's sandbox output.
+    pub async fn sandbox_logs(
+        &self,
+        session_id: &str,
+        lines: usize,
+    ) -> Result<String, crate::sandbox::SandboxError> {
+        self.inner.deps.backend.logs(session_id, lines).await
     }
 
     /// The dispatcher's tables (transcripts, tool outputs).
@@ -217,11 +298,13 @@ impl Dispatcher {
             tracing::warn!(error = %e, "cannot bind the server's actor; not dispatching");
             return;
         }
-        self.inner.tasks.spawn(watch_heartbeats(
-            handle.clone(),
-            deps.metrics.clone(),
-            self.inner.shutdown.clone(),
-        ));
+        {
+            let d = self.clone();
+            let (handle, feature_id) = (handle.clone(), feature_id.clone());
+            self.inner
+                .tasks
+                .spawn(async move { d.watch_ephemera(handle, feature_id).await });
+        }
         let mut changes = handle.changes();
         loop {
             let checker = Checker {
@@ -246,7 +329,7 @@ impl Dispatcher {
                     .await;
             }
             for session_id in busy {
-                self.kick(&handle, &feature_id, &session_id);
+                self.kick(&handle, &feature_id, &session_id, false);
             }
             tokio::select! {
                 next = changes.next() => if next.is_none() { return },
@@ -256,10 +339,14 @@ impl Dispatcher {
         }
     }
 
-    /// Wake (starting if needed) the worker of `session_id`.
-    fn kick(&self, handle: &DocHandle, feature_id: &str, session_id: &str) {
+    /// Wake (starting if needed) the worker of `session_id`; with `warm`,
+    /// also have it start the sandbox although nothing is queued yet.
+    fn kick(&self, handle: &DocHandle, feature_id: &str, session_id: &str, warm: bool) {
         let mut workers = self.inner.workers.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(w) = workers.get(session_id) {
+            if warm {
+                w.warm.store(true, Ordering::Relaxed);
+            }
             w.kick.notify_one();
             return;
         }
@@ -268,6 +355,7 @@ impl Dispatcher {
             kick: Arc::new(Notify::new()),
             stop: stop_tx,
             current: Arc::new(Mutex::new(None)),
+            warm: Arc::new(AtomicBool::new(warm)),
         };
         w.kick.notify_one();
         workers.insert(session_id.to_owned(), w.clone());
@@ -286,6 +374,7 @@ impl Dispatcher {
             w.kick,
             stop_rx,
             w.current,
+            w.warm,
             self.inner.shutdown.clone(),
         );
         let span =
@@ -403,35 +492,86 @@ fn queue_items(doc: &Automerge) -> Vec<(ObjId, feature::QueueEntry)> {
     feature::queue_entries_with_objects(doc)
 }
 
-/// Count the sidecars' heartbeats on a feature document, and the OpenCode
-/// restarts they report (each sidecar's count only grows; the difference
-/// is what happened since its last beat).
-async fn watch_heartbeats(
-    handle: DocHandle,
-    metrics: Arc<crate::metrics::Metrics>,
-    shutdown: CancellationToken,
-) {
-    let mut ephemera = handle.ephemera();
-    let mut restarts: HashMap<String, u32> = HashMap::new();
-    loop {
-        let bytes = tokio::select! {
-            next = ephemera.next() => match next {
-                Some(bytes) => bytes,
-                None => return,
-            },
-            _ = shutdown.cancelled() => return,
-        };
-        let Ok(canopy_protocol::ephemeral::Ephemeral::Heartbeat(beat)) =
-            canopy_protocol::ephemeral::Ephemeral::decode(&bytes)
-        else {
-            continue;
-        };
-        metrics.sidecar_heartbeats.inc();
-        let Some(now) = beat.restarts else { continue };
-        // A lower count is a new sidecar, counting from 0 again.
-        let before = restarts.insert(beat.session_id, now).unwrap_or(now);
-        if now > before {
-            metrics.opencode_restarts.inc_by(u64::from(now - before));
+impl Dispatcher {
+    /// Follow a feature document's ephemeral messages: count the sidecars'
+    /// heartbeats and the OpenCode restarts they report (each sidecar's
+    /// count only grows; the difference is what happened since its last
+    /// beat), and warm a session's sandbox when someone types a prompt for
+    /// it.
+    async fn watch_ephemera(&self, handle: DocHandle, feature_id: String) {
+        let metrics = self.inner.deps.metrics.clone();
+        let mut ephemera = handle.ephemera();
+        let mut restarts: HashMap<String, u32> = HashMap::new();
+        loop {
+            let bytes = tokio::select! {
+                next = ephemera.next() => match next {
+                    Some(bytes) => bytes,
+                    None => return,
+                },
+                _ = self.inner.shutdown.cancelled() => return,
+            };
+            match canopy_protocol::ephemeral::Ephemeral::decode(&bytes) {
+                Ok(canopy_protocol::ephemeral::Ephemeral::Heartbeat(beat)) => {
+                    metrics.sidecar_heartbeats.inc();
+                    let Some(now) = beat.restarts else { continue };
+                    // A lower count is a new sidecar, counting from 0 again.
+                    let before = restarts.insert(beat.session_id, now).unwrap_or(now);
+                    if now > before {
+                        metrics.opencode_restarts.inc_by(u64::from(now - before));
+                    }
+                }
+                Ok(canopy_protocol::ephemeral::Ephemeral::Typing(typing)) => {
+                    self.warm(&handle, &feature_id, &typing).await;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Someone types a prompt for a session: start its sandbox now, so it
+    /// is ready when the prompt arrives. Debounced per session; only for
+    /// sessions that exist and people who may prompt.
+    async fn warm(
+        &self,
+        handle: &DocHandle,
+        feature_id: &str,
+        typing: &canopy_protocol::ephemeral::Typing,
+    ) {
+        let may_prompt = self
+            .inner
+            .deps
+            .members
+            .role(feature_id, &typing.user_id)
+            .is_some_and(|r| r.can_write());
+        if !may_prompt {
+            return;
+        }
+        {
+            let mut warmed = self.inner.warmed.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            if warmed
+                .get(&typing.session_id)
+                .is_some_and(|t| now.duration_since(*t) < WARM_DEBOUNCE)
+            {
+                return;
+            }
+            warmed.insert(typing.session_id.clone(), now);
+        }
+        let sid = typing.session_id.clone();
+        let open = handle
+            .with_document_async(move |d| {
+                feature::read_session(d, &sid).is_some_and(|s| {
+                    !matches!(
+                        s.status,
+                        feature::SessionStatus::Completed | feature::SessionStatus::Stopped
+                    )
+                })
+            })
+            .await
+            .unwrap_or(false);
+        if open {
+            tracing::debug!(session_id = %typing.session_id, "someone is typing; warming the sandbox");
+            self.kick(handle, feature_id, &typing.session_id, true);
         }
     }
 }

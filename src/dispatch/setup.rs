@@ -17,6 +17,7 @@ use crate::{
     registry::Registry,
     sandbox::{
         SandboxBackend,
+        docker::{DockerConfig, DockerSandboxes},
         local::LocalProcesses,
         opencode_config::{self, ModelConfig},
     },
@@ -143,6 +144,35 @@ pub async fn start(
                 model.clone(),
             ))
         }
+        SandboxKind::Docker => {
+            let server_id = crate::sandbox::docker::server_id(&config.data_dir)
+                .map_err(std::io::Error::other)?;
+            let d = &config.docker;
+            let docker = Arc::new(DockerSandboxes::new(DockerConfig {
+                host: d.docker_host.clone(),
+                image: d.sandbox_image.clone(),
+                network: d.docker_network.clone(),
+                memory_mb: d.sandbox_memory_mb,
+                cpus: d.sandbox_cpus,
+                pids: d.sandbox_pids,
+                tmp_mb: d.sandbox_tmp_mb,
+                pool_size: usize::try_from(d.warm_pool).unwrap_or(0),
+                server_id,
+                model: model.clone(),
+            }));
+            match docker.check().await {
+                Ok(()) => {
+                    tracing::info!(image = %d.sandbox_image, network = %d.docker_network, "Docker sandboxes ready")
+                }
+                // The server still serves documents; starts fail (and queued
+                // prompts wait) until Docker answers.
+                Err(e) => {
+                    tracing::error!(error = %e, "Docker sandboxes are unavailable; prompts wait until Docker answers")
+                }
+            }
+            tokio::spawn(docker.clone().keep_pool(shutdown.clone()));
+            docker
+        }
     };
     let info = AgentInfo {
         model: model.full_name(),
@@ -166,6 +196,12 @@ pub async fn start(
         token_ttl: std::time::Duration::from_secs(u64::from(config.sandbox_token_hours) * 3600),
         max_prompt_bytes: config.max_prompt_bytes as usize,
         model: Some((model.provider.clone(), model.model.clone())),
+        slots: Arc::new(super::slots::Slots::new(config.max_sandboxes as usize)),
+        idle_after: match (config.sandbox_idle_secs, config.sandbox_idle_minutes) {
+            (Some(secs), _) => Some(std::time::Duration::from_secs(secs)),
+            (None, 0) => None,
+            (None, minutes) => Some(std::time::Duration::from_secs(minutes * 60)),
+        },
     };
     Ok((Dispatcher::start(deps, shutdown).await, info))
 }

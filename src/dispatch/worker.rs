@@ -2,7 +2,10 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -29,7 +32,9 @@ use super::{
 use crate::{
     auth::TokenScope,
     opencode::{self, Event, Known, OpenCodeClient, OpenCodeError, Prompt},
-    sandbox::{RepoSpec, Sandbox, SandboxSpec, SidecarSpec, sidecar_commit, sidecar_status},
+    sandbox::{
+        RepoSpec, Sandbox, SandboxError, SandboxSpec, SidecarSpec, sidecar_commit, sidecar_status,
+    },
 };
 
 /// The error of an entry whose OpenCode process died under it.
@@ -48,6 +53,10 @@ const STALL_CHECK_AFTER: Duration = Duration::from_secs(5);
 const MAX_REPROMPTS: u32 = 2;
 /// How often a run checks that its sandbox's processes are still there.
 const LIVENESS_EVERY: Duration = Duration::from_secs(1);
+/// Waits between attempts to start a sandbox while its backend (the Docker
+/// daemon) does not answer: the entry stays queued meanwhile.
+const UNAVAILABLE_RETRY_FIRST: Duration = Duration::from_secs(1);
+const UNAVAILABLE_RETRY_MAX: Duration = Duration::from_secs(15);
 
 type Events = std::pin::Pin<Box<dyn Stream<Item = Result<Event, OpenCodeError>> + Send>>;
 
@@ -98,6 +107,14 @@ pub(super) struct Worker {
     current: Arc<Mutex<Option<String>>>,
     checker: super::Checker,
     shutdown: CancellationToken,
+    /// Set by the dispatcher when someone types a prompt: start the
+    /// sandbox before the prompt arrives.
+    warm: Arc<AtomicBool>,
+    /// The last start failed because the backend did not answer: retry,
+    /// waiting this long first.
+    unavailable_retry: Option<Duration>,
+    /// When the sandbox last finished a run (or started).
+    last_active: tokio::time::Instant,
 }
 
 impl Worker {
@@ -111,8 +128,13 @@ impl Worker {
         kick: Arc<Notify>,
         stop: mpsc::UnboundedReceiver<String>,
         current: Arc<Mutex<Option<String>>>,
+        warm: Arc<AtomicBool>,
         shutdown: CancellationToken,
     ) -> Self {
+        if adopted.is_some() {
+            // It runs already; above the limit if the limit shrank.
+            deps.slots.try_take(&session_id);
+        }
         let checker = super::Checker {
             feature_id: feature_id.clone(),
             attribution: deps.attribution.clone(),
@@ -135,6 +157,9 @@ impl Worker {
             stop,
             current,
             shutdown,
+            warm,
+            unavailable_retry: None,
+            last_active: tokio::time::Instant::now(),
         }
     }
 
@@ -156,9 +181,26 @@ impl Worker {
                 return;
             };
             let Some(entry) = next else {
+                if self.warm.swap(false, Ordering::Relaxed) && self.sandbox.is_none() {
+                    self.warm_up().await;
+                    continue;
+                }
+                if self.sandbox.is_none() {
+                    // Nothing runs (stopped after an abort, completed): the
+                    // slot is someone else's.
+                    self.deps.slots.release(&self.session_id);
+                }
+                let idle = match (self.deps.idle_after, &self.sandbox) {
+                    (Some(after), Some(_)) => Some(self.last_active + after),
+                    _ => None,
+                };
                 tokio::select! {
                     _ = self.kick.notified() => continue,
                     _ = self.shutdown.cancelled() => return,
+                    _ = async { tokio::time::sleep_until(idle.unwrap_or_else(tokio::time::Instant::now)).await }, if idle.is_some() => {
+                        self.hibernate().await;
+                        continue;
+                    }
                 }
             };
             self.set_current(Some(entry.id.clone()));
@@ -176,14 +218,74 @@ impl Worker {
 
     /// Run (or resume) one entry; `true` if the server is shutting down.
     async fn handle(&mut self, entry: QueueEntry) -> bool {
-        match self.run_entry(&entry).await {
+        let result = self.run_entry(&entry).await;
+        self.last_active = tokio::time::Instant::now();
+        match result {
             Ok(shutting_down) => shutting_down,
-            // Whatever kept the run from starting is the entry's error.
             Err(reason) => {
+                if let Some(wait) = self.unavailable_retry {
+                    // The backend is down, not the entry wrong: it stays
+                    // queued and runs once the backend answers again.
+                    tracing::warn!(%reason, retry_in = ?wait, "the sandbox backend does not answer; the entry stays queued");
+                    return tokio::select! {
+                        _ = tokio::time::sleep(wait) => false,
+                        _ = self.shutdown.cancelled() => true,
+                    };
+                }
+                // Whatever kept the run from starting is the entry's error.
                 self.settle(&entry, Outcome::Failed(reason)).await;
                 false
             }
         }
+    }
+
+    /// Start the sandbox ahead of a prompt (someone is typing one).
+    async fn warm_up(&mut self) {
+        self.asked_by = None;
+        match self.ensure_ready().await {
+            Ok(()) => {
+                self.last_active = tokio::time::Instant::now();
+                tracing::info!("sandbox warmed ahead of a prompt");
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot warm the sandbox"),
+        }
+    }
+
+    /// Idle for long: stop the sandbox (a container is snapshotted first)
+    /// and give its slot back; the next prompt continues from it.
+    async fn hibernate(&mut self) {
+        tracing::info!("the sandbox is idle; stopping it");
+        let backend = self.deps.backend.name().to_owned();
+        let result = self.deps.backend.hibernate(&self.session_id).await;
+        self.sandbox = None;
+        self.deps.slots.release(&self.session_id);
+        let (state, detail) = match &result {
+            Ok(()) => (
+                "hibernated",
+                "stopped while idle; the next prompt continues where it left off".to_owned(),
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot hibernate the sandbox");
+                ("stopped", format!("stopped while idle: {e}"))
+            }
+        };
+        let sid = self.session_id.clone();
+        let _ = self
+            .feature
+            .with_document_async(move |d| {
+                write(d, "sandbox idle", |tx| {
+                    let current = feature::read_session(&*tx, &sid).and_then(|s| s.sandbox);
+                    let shown = feature::Sandbox {
+                        backend,
+                        state: state.into(),
+                        workspace_ready: false,
+                        detail: Some(detail),
+                        ..current.unwrap_or_default()
+                    };
+                    feature::set_session_sandbox(tx, &sid, Some(&shown))
+                })
+            })
+            .await;
     }
 
     /// [`Worker::handle`]'s body: `Err` is why the entry failed before its
@@ -832,6 +934,7 @@ impl Worker {
             self.sandbox = None;
         }
         let backend = self.deps.backend.name().to_owned();
+        self.take_slot(&backend).await?;
         let sid = self.session_id.clone();
         let starting = feature::Sandbox {
             backend: backend.clone(),
@@ -839,6 +942,11 @@ impl Worker {
             workspace_ready: false,
             branch: None,
             head: None,
+            detail: self
+                .deps
+                .backend
+                .has_warm()
+                .then(|| "claiming a warm sandbox".to_owned()),
         };
         let found = self
             .feature
@@ -891,6 +999,14 @@ impl Worker {
         self.deps
             .metrics
             .sandbox_start(if started.is_ok() { "ok" } else { "failed" });
+        self.unavailable_retry = match &started {
+            Err(SandboxError::Unavailable(_)) => {
+                Some(self.unavailable_retry.map_or(UNAVAILABLE_RETRY_FIRST, |d| {
+                    (d * 2).min(UNAVAILABLE_RETRY_MAX)
+                }))
+            }
+            _ => None,
+        };
         match &started {
             Ok(sandbox) => {
                 if let Some(e) = &sandbox.clone_error {
@@ -907,6 +1023,7 @@ impl Worker {
                 }
             }
             Err(e) => {
+                self.deps.slots.release(&self.session_id);
                 let _ = self
                     .deps
                     .users
@@ -918,6 +1035,11 @@ impl Worker {
                     workspace_ready: false,
                     branch: None,
                     head: None,
+                    detail: Some(if self.unavailable_retry.is_some() {
+                        format!("{e}; retrying until it answers")
+                    } else {
+                        e.to_string()
+                    }),
                 };
                 let sid = self.session_id.clone();
                 let _ = self
@@ -943,6 +1065,46 @@ impl Worker {
             self.set_session_status(SessionStatus::Ready).await;
         }
         Ok(())
+    }
+
+    /// Take a sandbox slot, waiting (and saying so in the session) while
+    /// all are in use.
+    async fn take_slot(&self, backend: &str) -> Result<(), String> {
+        let slots = self.deps.slots.clone();
+        if slots.try_take(&self.session_id) {
+            return Ok(());
+        }
+        let detail = format!(
+            "waiting for a free sandbox: all {} allowed on this server are in use",
+            slots.limit()
+        );
+        tracing::info!(
+            limit = slots.limit(),
+            "the sandbox limit is reached; the start waits"
+        );
+        let (sid, queued) = (
+            self.session_id.clone(),
+            feature::Sandbox {
+                backend: backend.to_owned(),
+                state: "queued".into(),
+                workspace_ready: false,
+                branch: None,
+                head: None,
+                detail: Some(detail),
+            },
+        );
+        let _ = self
+            .feature
+            .with_document_async(move |d| {
+                write(d, "sandbox queued", |tx| {
+                    feature::set_session_sandbox(tx, &sid, Some(&queued))
+                })
+            })
+            .await;
+        tokio::select! {
+            _ = slots.take(&self.session_id) => Ok(()),
+            _ = self.shutdown.cancelled() => Err("the server is stopping".to_owned()),
+        }
     }
 
     fn note_instance(&mut self, instance: String) {

@@ -53,6 +53,10 @@ pub fn router(state: AppState) -> Router {
             post(sessions::complete),
         )
         .route(
+            "/features/{feature_id}/sessions/{session_id}/logs",
+            get(sessions::logs),
+        )
+        .route(
             "/features/{feature_id}/sessions/{session_id}/tool-outputs/{part_id}",
             get(sessions::tool_output),
         )

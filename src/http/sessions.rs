@@ -71,6 +71,76 @@ pub(super) async fn complete(
     Ok(Json(json!({ "session_id": session_id, "status": "completed" })).into_response())
 }
 
+/// Most log lines `GET …/logs` returns.
+const MAX_LOG_LINES: usize = 5_000;
+
+/// `?lines=N` of `GET …/logs`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LogsQuery {
+    lines: Option<usize>,
+}
+
+/// `GET /api/features/{id}/sessions/{sid}/logs?lines=N`: the last lines of
+/// the session's sandbox output (its sidecar and OpenCode), as text. For
+/// members who may prompt: logs show paths and errors of the work.
+pub(super) async fn logs(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    ApiPath((feature_id, session_id)): ApiPath<(String, String)>,
+    query: Result<axum::extract::Query<LogsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let axum::extract::Query(query) = query.map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!(
+                "{}; expected ?lines=N (1 to {MAX_LOG_LINES})",
+                e.body_text()
+            ),
+        )
+    })?;
+    let lines = query.lines.unwrap_or(200);
+    if !(1..=MAX_LOG_LINES).contains(&lines) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!("lines must be between 1 and {MAX_LOG_LINES}"),
+        ));
+    }
+    state
+        .features()
+        .check_session(&feature_id, &session_id, &Actor::from(&who), true)
+        .await?;
+    let text = agents(&state)?
+        .dispatcher
+        .sandbox_logs(&session_id, lines)
+        .await
+        .map_err(|e| match e {
+            crate::sandbox::SandboxError::Invalid(m) => {
+                ApiError::new(axum::http::StatusCode::NOT_FOUND, "no_sandbox", m)
+            }
+            crate::sandbox::SandboxError::Unavailable(m) => ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "sandbox_backend_unavailable",
+                m,
+            ),
+            other => ApiError::new(
+                axum::http::StatusCode::BAD_GATEWAY,
+                "sandbox_logs_failed",
+                other.to_string(),
+            ),
+        })?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
 /// `GET /api/features/{id}/sessions/{sid}/tool-outputs/{part_id}`: a tool
 /// call's full output (transcripts keep only its start).
 pub(super) async fn tool_output(

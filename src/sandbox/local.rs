@@ -533,6 +533,48 @@ impl SandboxBackend for LocalProcesses {
         })
     }
 
+    fn logs(&self, session_id: &str, lines: usize) -> BoxFuture<'_, Result<String, SandboxError>> {
+        let dir = self.session_dir(session_id);
+        let session_id = session_id.to_owned();
+        Box::pin(async move {
+            let dir = dir?;
+            if !dir.exists() {
+                return Err(SandboxError::Invalid(format!(
+                    "session {session_id} has no sandbox"
+                )));
+            }
+            let read = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+            let sidecar = read(dir.join("sidecar.log"));
+            let opencode = read(dir.join("sidecar").join("opencode.log"));
+            Ok(format!(
+                "== sidecar ==\n{}\n== opencode ==\n{}\n",
+                tail(&sidecar, lines, usize::MAX),
+                tail(&opencode, lines, usize::MAX)
+            ))
+        })
+    }
+
+    fn sessions(&self) -> BoxFuture<'_, Vec<(String, String)>> {
+        Box::pin(async move {
+            let Ok(entries) = std::fs::read_dir(&self.root) else {
+                return Vec::new();
+            };
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                .filter(|name| self.session_dir(name).is_ok())
+                .filter_map(|session_id| {
+                    let dir = self.root.join(&session_id);
+                    // Only sessions whose feature we know (a record, now or
+                    // from before): never guess which feature a directory
+                    // belongs to.
+                    let feature_id = read_record(&dir).ok().flatten()?.feature_id;
+                    Some((feature_id, session_id))
+                })
+                .collect()
+        })
+    }
+
     fn stop_all(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let sessions: Vec<String> = self.running().keys().cloned().collect();
@@ -722,7 +764,7 @@ async fn answers(record: &Record) -> bool {
     healthy && status.is_ok()
 }
 
-fn secret() -> String {
+pub(super) fn secret() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
@@ -940,7 +982,7 @@ fn redact_userinfo(text: &str) -> String {
 }
 
 /// The last `lines` lines of `text`, at most `max` bytes of them.
-fn tail(text: &str, lines: usize, max: usize) -> String {
+pub(super) fn tail(text: &str, lines: usize, max: usize) -> String {
     let mut last: Vec<&str> = text
         .lines()
         .map(str::trim_end)
@@ -960,7 +1002,7 @@ fn tail(text: &str, lines: usize, max: usize) -> String {
     format!("…{}", &joined[start..])
 }
 
-fn free_port() -> Result<u16, SandboxError> {
+pub(super) fn free_port() -> Result<u16, SandboxError> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(io)?;
     Ok(l.local_addr().map_err(io)?.port())
 }

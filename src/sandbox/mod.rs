@@ -6,11 +6,13 @@
 //! next server [`SandboxBackend::reconcile`]s, adopting the sandboxes that
 //! still answer (so runs in flight continue) and stopping the rest.
 
+pub mod docker;
+pub mod image;
 pub mod local;
 pub mod opencode_config;
 pub mod sidecar;
 
-pub use sidecar::{SidecarError, sidecar_commit, sidecar_status};
+pub use sidecar::{SidecarError, sidecar_claim, sidecar_commit, sidecar_status};
 
 use std::path::PathBuf;
 
@@ -113,6 +115,9 @@ pub enum SandboxError {
     /// The sandbox did not start.
     #[error("sandbox did not start: {0}")]
     Start(String),
+    /// The backend's daemon (Docker) does not answer.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Runs sandboxes.
@@ -137,4 +142,26 @@ pub trait SandboxBackend: Send + Sync + std::fmt::Debug {
     fn remove(&self, session_id: &str) -> BoxFuture<'_, Result<(), SandboxError>>;
     /// Stop every sandbox this backend runs (server shutdown).
     fn stop_all(&self) -> BoxFuture<'_, ()>;
+    /// The session's sandbox has been idle for long: free what it holds,
+    /// keeping what a later [`SandboxBackend::start`] needs to continue
+    /// where it stopped. Stopping is enough where the workspace costs
+    /// nothing while stopped (local processes); a container is snapshotted
+    /// first.
+    fn hibernate(&self, session_id: &str) -> BoxFuture<'_, Result<(), SandboxError>> {
+        self.stop(session_id)
+    }
+    /// The last `lines` lines of the sandbox's own output (the sidecar's and
+    /// OpenCode's), for people debugging a session.
+    fn logs(&self, session_id: &str, lines: usize) -> BoxFuture<'_, Result<String, SandboxError>>;
+    /// Every session this backend holds anything for (running or stopped
+    /// sandboxes, workspaces, snapshots), as `(feature_id, session_id)`, so
+    /// the server can remove what belongs to sessions that no longer exist.
+    fn sessions(&self) -> BoxFuture<'_, Vec<(String, String)>> {
+        Box::pin(async { Vec::new() })
+    }
+    /// Whether a sandbox for a session that has none can start at once
+    /// (a warm one is waiting), for the status the session shows.
+    fn has_warm(&self) -> bool {
+        false
+    }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use canopy_protocol::sidecar::{CommitOutcome, CommitRequest, SidecarStatus};
+use canopy_protocol::sidecar::{ClaimRequest, CommitOutcome, CommitRequest, SidecarStatus};
 
 /// Why a control call failed.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +74,25 @@ pub async fn sidecar_commit(
     answer(
         http(Duration::from_secs(120))
             .post(format!("{control_url}/v1/commit"))
+            .bearer_auth(secret)
+            .json(request)
+            .send()
+            .await,
+    )
+    .await
+}
+
+/// `POST /v1/claim`: bind a pooled (or freshly started, unbound) sidecar to
+/// its session.
+pub async fn sidecar_claim(
+    control_url: &str,
+    secret: &str,
+    request: &ClaimRequest,
+) -> Result<SidecarStatus, SidecarError> {
+    answer(
+        // The claim clones the repository when there is one.
+        http(Duration::from_secs(90))
+            .post(format!("{control_url}/v1/claim"))
             .bearer_auth(secret)
             .json(request)
             .send()

@@ -5,6 +5,8 @@
 //!
 //! - `GET /v1/status` → [`SidecarStatus`]
 //! - `POST /v1/commit` [`CommitRequest`] → [`CommitOutcome`]
+//! - `POST /v1/claim` [`ClaimRequest`] → [`SidecarStatus`]: binds a pooled
+//!   sidecar (started with no session, OpenCode already up) to a session.
 //!
 //! Errors are `{ "error": { "code", "message" } }` like the server's API.
 
@@ -58,11 +60,69 @@ pub struct OpenCodeStatus {
     pub last_exit: Option<String>,
 }
 
+/// The repository a sidecar clones into an empty workspace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoSource {
+    /// Clone URL.
+    pub url: String,
+    /// Branch to check out.
+    pub branch: String,
+}
+
+/// `POST /v1/claim`: what binds a pooled sidecar to one session. The same
+/// values a bound sidecar gets from its environment.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimRequest {
+    /// The server's base URL as seen from inside the sandbox.
+    pub server_url: String,
+    /// The sandbox token (role `agent`, this feature and session).
+    pub sandbox_token: String,
+    /// The feature (`ftr_…`).
+    pub feature_id: String,
+    /// The session (`ses_…`).
+    pub session_id: String,
+    /// The feature's document (`automerge:…`).
+    pub feature_doc: String,
+    /// What to clone when the workspace is not a repository yet (`None`:
+    /// an empty repository).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<RepoSource>,
+}
+
+/// Not derived: the token must not end up in logs.
+impl std::fmt::Debug for ClaimRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimRequest")
+            .field("server_url", &self.server_url)
+            .field("feature_id", &self.feature_id)
+            .field("session_id", &self.session_id)
+            .field("feature_doc", &self.feature_doc)
+            .field("repo", &self.repo)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The workspace as the sidecar prepared it (sidecars that prepare their
+/// own workspace: containers).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct WorkspaceStatus {
+    /// The branch checked out.
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// Why the workspace is an empty repository although a repository was
+    /// asked for.
+    #[serde(default)]
+    pub clone_error: Option<String>,
+}
+
 /// `GET /v1/status`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct SidecarStatus {
-    /// The session.
+    /// The session; empty while a pooled sidecar waits to be claimed.
     pub session_id: String,
+    /// The workspace, once prepared by the sidecar itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<WorkspaceStatus>,
     /// OpenCode.
     pub opencode: OpenCodeStatus,
     /// Whether the feature document is loaded.

@@ -600,3 +600,51 @@ impl Drop for Reaper {
         }
     }
 }
+
+/// The scripted model on a free loopback port, stopped when dropped.
+pub struct Model {
+    pub model: canopy::devmodel::DevModel,
+    _stop: tokio_util::sync::DropGuard,
+}
+
+impl Model {
+    pub async fn start() -> Model {
+        let stop = CancellationToken::new();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let model = canopy::devmodel::DevModel::start(listener, stop.clone()).unwrap();
+        Model {
+            model,
+            _stop: stop.drop_guard(),
+        }
+    }
+
+    /// Its `…/v1` base URL.
+    pub fn url(&self) -> String {
+        self.model.base_url()
+    }
+}
+
+/// Whether a Docker daemon answers. Without one: fail when
+/// `CANOPY_REQUIRE_DOCKER=1`, else print a loud note and return false (the
+/// caller returns: skipped).
+pub fn docker_or_skip(test: &str) -> bool {
+    let answer = std::process::Command::new("docker")
+        .args(["version", "--format", "{{.Server.APIVersion}}"])
+        .output();
+    let why = match answer {
+        Ok(out) if out.status.success() => return true,
+        Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        Err(e) => format!("cannot run the docker CLI: {e}"),
+    };
+    if std::env::var("CANOPY_REQUIRE_DOCKER").as_deref() == Ok("1") {
+        panic!(
+            "{test}: CANOPY_REQUIRE_DOCKER=1 but no Docker daemon answers ({why}); \
+             start one (apt-get install docker.io && dockerd &) or unset CANOPY_REQUIRE_DOCKER"
+        );
+    }
+    eprintln!(
+        "\n!!!!!!!!\n!!! SKIPPED {test}: no Docker daemon answers ({why}).\n\
+         !!! Set CANOPY_REQUIRE_DOCKER=1 to make this a failure.\n!!!!!!!!\n"
+    );
+    false
+}

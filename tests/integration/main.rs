@@ -12,6 +12,8 @@ mod cli;
 mod common;
 mod convergence;
 mod devmodel;
+mod docker;
+mod docker_image;
 mod durability;
 mod http_api;
 mod js_interop;

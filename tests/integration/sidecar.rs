@@ -11,13 +11,14 @@ use std::{
 
 use canopy::{
     auth::{NewUser, TokenScope},
-    devmodel::DevModel,
     server::RunningServer,
 };
-use canopy_protocol::feature::{self, FeatureDoc, QueueStatus, SessionStatus};
+use canopy_protocol::{
+    feature::{self, FeatureDoc, QueueStatus, SessionStatus},
+    sidecar::{ClaimRequest, SidecarStatus},
+};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 use crate::common::*;
 
@@ -35,24 +36,6 @@ async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) ->
     })
     .await
     .unwrap_or_else(|_| panic!("timed out after {PATIENCE:?}: {what}"))
-}
-
-/// The scripted model, stopped when dropped.
-struct Model {
-    model: DevModel,
-    _stop: tokio_util::sync::DropGuard,
-}
-
-impl Model {
-    async fn start() -> Model {
-        let stop = CancellationToken::new();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let model = DevModel::start(listener, stop.clone()).unwrap();
-        Model {
-            model,
-            _stop: stop.drop_guard(),
-        }
-    }
 }
 
 fn sandbox_dir(data: &Path, session_id: &str) -> PathBuf {
@@ -913,4 +896,609 @@ async fn completing_a_session_checks_who_asks_and_what() {
     let (status, _) = complete(TOKEN, &sid).await;
     assert_eq!(status, 200);
     server.stop().await.unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Pooled sidecars (containers): started before any session, bound by
+// `POST /v1/claim`; workspaces they prepare themselves.
+
+/// The control secret `sidecar_command` gives the sidecar.
+const CONTROL_SECRET: &str = "y";
+
+/// `sidecar_command` without the five binding variables: a pooled sidecar.
+fn pooled_command(scratch: &Path) -> tokio::process::Command {
+    let mut command = sidecar_command("", "", "", "", "", scratch);
+    for var in [
+        "CANOPY_SERVER_URL",
+        "CANOPY_SANDBOX_TOKEN",
+        "CANOPY_FEATURE_ID",
+        "CANOPY_SESSION_ID",
+        "CANOPY_FEATURE_DOC",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
+/// Run the real OpenCode against `model` (the offline scripted model), with
+/// a home of its own under `scratch`, as the local backend does.
+fn with_opencode(command: &mut tokio::process::Command, scratch: &Path, model_url: &str) {
+    use canopy::sandbox::opencode_config::{ModelConfig, QUIET_ENV, opencode_config};
+    let home = scratch.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    command
+        .env("HOME", &home)
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_CACHE_HOME", home.join("cache"))
+        .env("XDG_STATE_HOME", home.join("state"))
+        .env(
+            "OPENCODE_CONFIG_CONTENT",
+            opencode_config(&ModelConfig::scripted(model_url)).to_string(),
+        )
+        .envs(QUIET_ENV)
+        .env("CANOPY_OPENCODE_BIN", opencode_bin())
+        .env("CANOPY_OPENCODE_PORT", port.to_string())
+        .env("CANOPY_OPENCODE_PASSWORD", "oc-password")
+        // Reaped with the scratch directory if the test fails.
+        .current_dir(scratch.join("workspace"));
+}
+
+/// A sidecar the test started, as a container runtime would.
+struct TestSidecar {
+    child: tokio::process::Child,
+    control: String,
+    _log: ShowOnPanic,
+}
+
+impl TestSidecar {
+    /// Start it and wait until its control API answers.
+    async fn start(mut command: tokio::process::Command, scratch: &Path) -> TestSidecar {
+        let state = scratch.join("state");
+        // A previous run's address must not be mistaken for this one's.
+        let _ = std::fs::remove_file(state.join("sidecar.addr"));
+        let log_path = scratch.join(format!("sidecar-{:08x}.log", rand::random::<u32>()));
+        let log = std::fs::File::create(&log_path).unwrap();
+        command.stdout(log.try_clone().unwrap()).stderr(log);
+        let child = command.spawn().unwrap();
+        let addr = eventually("the sidecar writes its address", async || {
+            std::fs::read_to_string(state.join("sidecar.addr"))
+                .ok()
+                .filter(|a| a.parse::<std::net::SocketAddr>().is_ok())
+        })
+        .await;
+        let sidecar = TestSidecar {
+            child,
+            control: format!("http://{addr}"),
+            _log: ShowOnPanic(log_path),
+        };
+        eventually("the control API answers", async || {
+            sidecar.try_status().await
+        })
+        .await;
+        sidecar
+    }
+
+    async fn try_status(&self) -> Option<SidecarStatus> {
+        let resp = http_as(CONTROL_SECRET)
+            .get(format!("{}/v1/status", self.control))
+            .send()
+            .await
+            .ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        resp.json().await.ok()
+    }
+
+    async fn status(&self) -> SidecarStatus {
+        self.try_status().await.expect("GET /v1/status")
+    }
+
+    /// `POST /v1/claim` with `body` as given and `secret`; the status code
+    /// and the JSON answer.
+    async fn post_claim(&self, secret: &str, body: String) -> (u16, Value) {
+        let resp = http_as(secret)
+            .post(format!("{}/v1/claim", self.control))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn claim(&self, claim: &ClaimRequest) -> (u16, Value) {
+        self.post_claim(CONTROL_SECRET, serde_json::to_string(claim).unwrap())
+            .await
+    }
+
+    /// SIGTERM, and its exit status.
+    async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().unwrap().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the sidecar stops after SIGTERM")
+            .unwrap()
+    }
+}
+
+/// A sandbox token for `session_id`, minted as the server mints them.
+async fn sandbox_token(server: &RunningServer, feature_id: &str, session_id: &str) -> String {
+    let admin = user_id_of(server.url(), TOKEN).await;
+    let scope = TokenScope::Agent {
+        feature_id: feature_id.into(),
+        session_id: session_id.into(),
+    };
+    server
+        .state()
+        .users()
+        .create_token(&admin, "sandbox", scope)
+        .await
+        .unwrap()
+        .1
+}
+
+fn claim_for(
+    base: &str,
+    token: &str,
+    feature_id: &str,
+    session_id: &str,
+    doc: &samod::DocumentId,
+) -> ClaimRequest {
+    ClaimRequest {
+        server_url: base.to_owned(),
+        sandbox_token: token.to_owned(),
+        feature_id: feature_id.to_owned(),
+        session_id: session_id.to_owned(),
+        feature_doc: format!("automerge:{doc}"),
+        repo: None,
+    }
+}
+
+/// The sidecar's MCP endpoint and bearer token, read from the environment
+/// of the OpenCode process `pid` (where OpenCode gets them).
+fn mcp_endpoint_of(pid: u32) -> (String, String) {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let config = env
+        .split(|b| *b == 0)
+        .find_map(|v| v.strip_prefix(b"OPENCODE_CONFIG_CONTENT="))
+        .expect("OpenCode's config");
+    let config: Value = serde_json::from_slice(config).unwrap();
+    let canopy = &config["mcp"]["canopy"];
+    (
+        canopy["url"].as_str().unwrap().to_owned(),
+        canopy["headers"]["Authorization"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    )
+}
+
+/// An initialised MCP session.
+async fn mcp_session(url: &str, auth: &str) -> String {
+    let (init, session) = mcp(
+        url,
+        auth,
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"}}}),
+    )
+    .await;
+    assert!(init["result"]["serverInfo"].is_object(), "{init}");
+    let session = session.expect("an MCP session");
+    let _ = mcp(
+        url,
+        auth,
+        Some(&session),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    )
+    .await;
+    session
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pooled_sidecar_runs_opencode_before_it_is_claimed() {
+    let w = Agents::start().await;
+    let (server, base) = (&w.server, w.base.clone());
+    let scratch = w.dir.path().join("pool");
+    let mut command = pooled_command(&scratch);
+    with_opencode(&mut command, &scratch, &w.model.model.base_url());
+    command.env("CANOPY_PREPARE_WORKSPACE", "true");
+    let sidecar = TestSidecar::start(command, &scratch).await;
+
+    // Unbound, OpenCode up.
+    let before = eventually("OpenCode is up before any claim", async || {
+        let s = sidecar.status().await;
+        (s.opencode.phase == "up").then_some(s)
+    })
+    .await;
+    assert_eq!(before.session_id, "");
+    assert!(before.workspace.is_none(), "{before:?}");
+    assert!(!before.replica_loaded);
+    let instance = before.opencode.instance.clone();
+    assert!(!instance.is_empty());
+    // MCP is served already, and says why the tools cannot work yet.
+    let (url, auth) = mcp_endpoint_of(before.opencode.pid.unwrap());
+    let mcp_id = mcp_session(&url, &auth).await;
+    let (early, _) = mcp(
+        &url,
+        &auth,
+        Some(&mcp_id),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params":
+            {"name": "add_learning", "arguments": {"text": "too early"}}}),
+    )
+    .await;
+    assert_eq!(early["result"]["isError"], true, "{early}");
+    assert!(
+        early["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("not bound to a session yet"),
+        "{early}"
+    );
+
+    // The server's side: a session starting in a docker sandbox, a token.
+    let (fid, doc) = create_feature(&base, "Warm pool").await;
+    let sid = create_session(&base, &fid, "Claimed").await;
+    let peer = Peer::connect(&server.sync_url(), "orchestrator").await;
+    let handle = peer.find(&doc).await;
+    edit(&handle, "sandbox starting", |tx| {
+        feature::set_session_status(tx, &sid, &SessionStatus::Starting)?;
+        feature::set_session_sandbox(
+            tx,
+            &sid,
+            Some(&feature::Sandbox {
+                backend: "docker".into(),
+                state: "starting".into(),
+                workspace_ready: false,
+                ..Default::default()
+            }),
+        )
+    });
+    peer.synced(&handle).await;
+    let token = sandbox_token(server, &fid, &sid).await;
+
+    let (code, body) = sidecar
+        .claim(&claim_for(&base, &token, &fid, &sid, &doc))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let claimed: SidecarStatus = serde_json::from_value(body).unwrap();
+    assert_eq!(claimed.session_id, sid);
+    assert_eq!(claimed.opencode.instance, instance);
+    let workspace = claimed.workspace.clone().expect("the workspace status");
+    assert_eq!(workspace.branch.as_deref(), Some("main"));
+    assert_eq!(workspace.clone_error, None);
+    assert!(scratch.join("workspace/.git").is_dir());
+    assert_eq!(sidecar.status().await.session_id, sid);
+
+    // The sidecar reports the session ready in the document.
+    let session = eventually("the sidecar writes ready", async || {
+        let doc = document(&base, &fid).await;
+        let s = doc.sessions.get(&sid)?.clone();
+        let ready = s.status == SessionStatus::Ready
+            && s.sandbox
+                .as_ref()
+                .is_some_and(|b| b.state == "running" && b.workspace_ready);
+        ready.then_some(s)
+    })
+    .await;
+    let sandbox = session.sandbox.unwrap();
+    assert_eq!(sandbox.backend, "docker");
+    assert_eq!(sandbox.branch.as_deref(), Some("main"));
+    // The same MCP session now writes into the document.
+    let learning = "Pooled sandboxes answer at once";
+    let (ok, _) = mcp(
+        &url,
+        &auth,
+        Some(&mcp_id),
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params":
+            {"name": "add_learning", "arguments": {"text": learning}}}),
+    )
+    .await;
+    assert_ne!(ok["result"]["isError"], true, "{ok}");
+    let got = eventually("the learning reaches the server", async || {
+        document(&base, &fid)
+            .await
+            .learnings
+            .into_iter()
+            .find(|l| l.text == learning)
+    })
+    .await;
+    assert_eq!(got.author, format!("agent:{sid}"));
+    let after = eventually("the replica is loaded and connected", async || {
+        let s = sidecar.status().await;
+        (s.replica_loaded && s.connected).then_some(s)
+    })
+    .await;
+    assert_eq!(after.opencode.instance, instance, "OpenCode was restarted");
+    assert_eq!(after.opencode.restarts, 0);
+    // Nothing of the token on disk.
+    for file in walk(&scratch.join("state")) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            "the sandbox token is in {}",
+            file.display()
+        );
+    }
+    assert_eq!(sidecar.terminate().await.code(), Some(0));
+    peer.stop().await;
+    w.stop().await;
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_are_checked_and_only_one_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path()).await;
+    let base = server.url().to_owned();
+    let (fid, doc) = create_feature(&base, "Claims").await;
+    let a = create_session(&base, &fid, "A").await;
+    let b = create_session(&base, &fid, "B").await;
+    let token_a = sandbox_token(&server, &fid, &a).await;
+    let token_b = sandbox_token(&server, &fid, &b).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let sidecar = TestSidecar::start(pooled_command(scratch.path()), scratch.path()).await;
+    assert_eq!(sidecar.status().await.session_id, "");
+    let good_a = claim_for(&base, &token_a, &fid, &a, &doc);
+    let good_b = claim_for(&base, &token_b, &fid, &b, &doc);
+
+    // The control secret, like every /v1 call.
+    let body = serde_json::to_string(&good_a).unwrap();
+    let (code, err) = sidecar.post_claim("wrong", body.clone()).await;
+    assert_eq!(code, 401, "{err}");
+    // Malformed.
+    let (code, err) = sidecar.post_claim(CONTROL_SECRET, "{nope".into()).await;
+    assert_eq!(code, 400, "{err}");
+    assert_eq!(err["error"]["code"], "invalid");
+    let (code, err) = sidecar
+        .post_claim(CONTROL_SECRET, json!({"session_id": a}).to_string())
+        .await;
+    assert_eq!(code, 400, "{err}");
+    let mut bad = good_a.clone();
+    bad.feature_id = "ftr_../../etc".into();
+    let (code, err) = sidecar.claim(&bad).await;
+    assert_eq!(code, 400, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("feature_id"),
+        "{err}"
+    );
+    let mut bad = good_a.clone();
+    bad.session_id = "ses_short".into();
+    assert_eq!(sidecar.claim(&bad).await.0, 400);
+    let mut bad = good_a.clone();
+    bad.feature_doc = "automerge:not-a-document".into();
+    assert_eq!(sidecar.claim(&bad).await.0, 400);
+    let (code, _) = sidecar
+        .post_claim(CONTROL_SECRET, "x".repeat(100 * 1024))
+        .await;
+    assert_eq!(code, 413);
+    // A token the server refuses (unknown; another session's): 403, and
+    // the sidecar stays unbound and serving.
+    let mut refused = good_a.clone();
+    refused.sandbox_token = "canopy_nope".into();
+    let (code, err) = sidecar.claim(&refused).await;
+    assert_eq!(code, 403, "{err}");
+    assert_eq!(err["error"]["code"], "refused");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired, revoked or unknown"),
+        "{err}"
+    );
+    let mut crossed = good_a.clone();
+    crossed.sandbox_token = token_b.clone();
+    let (code, err) = sidecar.claim(&crossed).await;
+    assert_eq!(code, 403, "{err}");
+    let status = sidecar.status().await;
+    assert_eq!(status.session_id, "");
+    assert!(!status.replica_loaded);
+
+    // Two claims at once: exactly one wins.
+    let ((code_a, body_a), (code_b, body_b)) =
+        tokio::join!(sidecar.claim(&good_a), sidecar.claim(&good_b));
+    let mut codes = [code_a, code_b];
+    codes.sort_unstable();
+    assert_eq!(codes, [200, 409], "{body_a} {body_b}");
+    let (winner, loser, won) = if code_a == 200 {
+        (&good_a, &good_b, body_a)
+    } else {
+        (&good_b, &good_a, body_b)
+    };
+    assert_eq!(won["session_id"], winner.session_id.as_str());
+    // Repeating the winning claim is fine; the other stays refused.
+    let (code, again) = sidecar.claim(winner).await;
+    assert_eq!(code, 200, "{again}");
+    assert_eq!(again["session_id"], winner.session_id.as_str());
+    let (code, err) = sidecar.claim(loser).await;
+    assert_eq!(code, 409, "{err}");
+    assert_eq!(err["error"]["code"], "already_claimed");
+    assert_eq!(sidecar.status().await.session_id, winner.session_id);
+    eventually("the claimed sidecar loads the document", async || {
+        let s = sidecar.status().await;
+        (s.replica_loaded && s.connected).then_some(())
+    })
+    .await;
+    assert_eq!(sidecar.terminate().await.code(), Some(0));
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_binding_is_a_setup_error() {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut command = sidecar_command(
+        "http://127.0.0.1:9",
+        "t",
+        "ftr_aaaaaaaaaaaaaaaaaaaa",
+        "ses_aaaaaaaaaaaaaaaaaaaa",
+        "automerge:2Cs2kDKqTjDR7TgYcQ84TEEJNWEw",
+        scratch.path(),
+    );
+    command
+        .env_remove("CANOPY_SANDBOX_TOKEN")
+        .env_remove("CANOPY_FEATURE_DOC");
+    let (status, stderr) = run_sidecar(command).await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("CANOPY_SANDBOX_TOKEN, CANOPY_FEATURE_DOC are missing"),
+        "{stderr}"
+    );
+    assert!(!scratch.path().join("state/sidecar.addr").exists());
+}
+
+/// A bound sidecar that prepares its own workspace from `repo_url`, with a
+/// server that is not there (it works offline).
+fn preparing_command(scratch: &Path, repo_url: &str, branch: &str) -> tokio::process::Command {
+    let mut command = sidecar_command(
+        "http://127.0.0.1:9",
+        "canopy_offline",
+        "ftr_aaaaaaaaaaaaaaaaaaaa",
+        "ses_aaaaaaaaaaaaaaaaaaaa",
+        "automerge:2Cs2kDKqTjDR7TgYcQ84TEEJNWEw",
+        scratch,
+    );
+    command
+        .env("CANOPY_PREPARE_WORKSPACE", "1")
+        .env("CANOPY_REPO_URL", repo_url)
+        .env("CANOPY_REPO_BRANCH", branch);
+    command
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_prepares_its_workspace_and_keeps_it() {
+    // A repository to clone: a bare origin with one commit on `feature-x`.
+    let repos = tempfile::tempdir().unwrap();
+    let origin = repos.path().join("origin.git");
+    let work = repos.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    git(repos.path(), &["init", "-q", "--bare", "origin.git"]).await;
+    git(&work, &["init", "-q", "-b", "feature-x"]).await;
+    std::fs::write(work.join("README.md"), "hello from origin\n").unwrap();
+    git(&work, &["add", "README.md"]).await;
+    git(
+        &work,
+        &[
+            "-c",
+            "user.name=T",
+            "-c",
+            "user.email=t@example.com",
+            "commit",
+            "-q",
+            "-m",
+            "first",
+        ],
+    )
+    .await;
+    let url = format!("file://{}", origin.display());
+    git(&work, &["push", "-q", &url, "feature-x"]).await;
+
+    let scratch = tempfile::tempdir().unwrap();
+    let workspace = scratch.path().join("workspace");
+    std::fs::create_dir_all(&workspace).unwrap();
+    // Left over from nothing in particular: cleared before the clone.
+    std::fs::write(workspace.join("stray.txt"), "junk").unwrap();
+    let sidecar = TestSidecar::start(
+        preparing_command(scratch.path(), &url, "feature-x"),
+        scratch.path(),
+    )
+    .await;
+    let status = sidecar.status().await;
+    assert_eq!(status.session_id, "ses_aaaaaaaaaaaaaaaaaaaa");
+    let ws = status.workspace.expect("the workspace status");
+    assert_eq!(ws.branch.as_deref(), Some("feature-x"));
+    assert_eq!(ws.clone_error, None);
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("README.md")).unwrap(),
+        "hello from origin\n"
+    );
+    assert!(!workspace.join("stray.txt").exists());
+    assert_eq!(
+        git(&workspace, &["config", "--local", "user.name"])
+            .await
+            .trim(),
+        "Canopy agent"
+    );
+    // The agent's work, then a restart: nothing is cloned again.
+    std::fs::write(workspace.join("agent.txt"), "work in progress").unwrap();
+    assert_eq!(sidecar.terminate().await.code(), Some(0));
+    let sidecar = TestSidecar::start(
+        preparing_command(scratch.path(), &url, "feature-x"),
+        scratch.path(),
+    )
+    .await;
+    let ws = sidecar.status().await.workspace.unwrap();
+    assert_eq!(ws.branch.as_deref(), Some("feature-x"));
+    assert_eq!(ws.clone_error, None);
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("agent.txt")).unwrap(),
+        "work in progress"
+    );
+    assert!(workspace.join("README.md").exists());
+    assert_eq!(sidecar.terminate().await.code(), Some(0));
+
+    // A repository that cannot be cloned: an empty one on `main`, and why.
+    let scratch = tempfile::tempdir().unwrap();
+    let workspace = scratch.path().join("workspace");
+    let sidecar = TestSidecar::start(
+        preparing_command(scratch.path(), "file:///nonexistent", "main"),
+        scratch.path(),
+    )
+    .await;
+    let ws = sidecar.status().await.workspace.unwrap();
+    assert_eq!(ws.branch.as_deref(), Some("main"));
+    let error = ws.clone_error.expect("a clone error");
+    assert!(
+        error.contains("cannot clone file:///nonexistent"),
+        "{error}"
+    );
+    assert!(workspace.join(".git").is_dir());
+    assert_eq!(
+        std::fs::read_dir(&workspace).unwrap().count(),
+        1,
+        "only .git"
+    );
+    std::fs::write(workspace.join("agent.txt"), "kept").unwrap();
+    assert_eq!(sidecar.terminate().await.code(), Some(0));
+    let sidecar = TestSidecar::start(
+        preparing_command(scratch.path(), "file:///nonexistent", "main"),
+        scratch.path(),
+    )
+    .await;
+    let ws = sidecar.status().await.workspace.unwrap();
+    assert_eq!(ws.clone_error.as_deref(), Some(error.as_str()));
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("agent.txt")).unwrap(),
+        "kept"
+    );
+    assert_eq!(sidecar.terminate().await.code(), Some(0));
 }

@@ -1,11 +1,12 @@
-//! The sidecar's HTTP listener on loopback: MCP (`/mcp`) for the agent and
-//! the control API (`/v1/…`) for the server.
+//! The sidecar's HTTP listener: MCP (`/mcp`) for the agent and the control
+//! API (`/v1/…`) for the server.
 //!
 //! The control API is what the server needs synchronously: which OpenCode
-//! process runs now (to tell a lost run from a slow one) and the commit
-//! after each prompt (which must be done before the next prompt starts, so
-//! two people's work never share a commit). Each half has its own bearer
-//! secret: the agent gets the MCP one only.
+//! process runs now (to tell a lost run from a slow one), the commit after
+//! each prompt (which must be done before the next prompt starts, so two
+//! people's work never share a commit), and the claim that binds a pooled
+//! sidecar to its session. Each half has its own bearer secret: the agent
+//! gets the MCP one only.
 
 use std::{
     path::PathBuf,
@@ -23,15 +24,21 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use canopy_protocol::feature;
+use canopy_protocol::{
+    feature,
+    sidecar::{ClaimRequest, OpenCodeStatus, SidecarStatus},
+};
 use serde_json::json;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::{
+    binding::{Binding, Bound, Claim, Names},
     git::{self, CommitOutcome, CommitRequest},
     replica::SharedReplica,
     supervisor::OpenCodeState,
+    sync::{self, SyncError, TokenCheck},
     tools::{self, FeatureTools},
+    workspace,
 };
 
 /// Largest control request body.
@@ -52,8 +59,10 @@ pub struct Control {
     pub connected: Arc<AtomicBool>,
     /// The repository.
     pub workspace: PathBuf,
-    /// The session.
-    pub session_id: String,
+    /// The session, once bound.
+    pub bound: watch::Receiver<Option<Bound>>,
+    /// Claims: one at a time, and the way to the run of a pooled sidecar.
+    pub claims: Arc<Claims>,
     /// One commit at a time.
     pub commit_lock: Arc<tokio::sync::Mutex<()>>,
 }
@@ -62,8 +71,32 @@ impl std::fmt::Debug for Control {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Control")
             .field("workspace", &self.workspace)
-            .field("session_id", &self.session_id)
+            .field("bound", &*self.bound.borrow())
             .finish_non_exhaustive()
+    }
+}
+
+/// How the control API binds a pooled sidecar.
+#[derive(Debug)]
+pub struct Claims {
+    /// Held by the claim being handled (so two claims never race); holds
+    /// the way to the waiting run until a claim is accepted (`None` when
+    /// bound at start, or once claimed).
+    slot: tokio::sync::Mutex<Option<oneshot::Sender<Claim>>>,
+    /// Where the workspace is prepared from (`None`: the backend prepares
+    /// it).
+    prepare: Option<PathBuf>,
+}
+
+impl Claims {
+    /// `waiting`: the run of a pooled sidecar, which binds what it
+    /// receives; `prepare_in`: the state directory, when claims prepare the
+    /// workspace.
+    pub fn new(waiting: Option<oneshot::Sender<Claim>>, prepare_in: Option<PathBuf>) -> Self {
+        Claims {
+            slot: tokio::sync::Mutex::new(waiting),
+            prepare: prepare_in,
+        }
     }
 }
 
@@ -72,15 +105,18 @@ pub fn router(control: Control) -> Router {
     let api = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/commit", post(commit))
+        .route("/v1/claim", post(claim))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .route_layer(middleware::from_fn_with_state(
             control.secret.clone(),
             require_bearer,
         ))
         .with_state(control.clone());
-    let mcp = tools::router(FeatureTools::new(control.replica.clone())).route_layer(
-        middleware::from_fn_with_state(control.mcp_token.clone(), require_bearer),
-    );
+    let tools = FeatureTools::with_binding(control.replica.clone(), control.bound.clone());
+    let mcp = tools::router(tools).route_layer(middleware::from_fn_with_state(
+        control.mcp_token.clone(),
+        require_bearer,
+    ));
     api.merge(mcp)
 }
 
@@ -119,14 +155,130 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// `GET /v1/status`
-async fn status(State(c): State<Control>) -> Json<serde_json::Value> {
+async fn status(State(c): State<Control>) -> Json<SidecarStatus> {
+    Json(current_status(&c))
+}
+
+fn current_status(c: &Control) -> SidecarStatus {
     let opencode = c.opencode.borrow().clone();
-    Json(json!({
-        "session_id": c.session_id,
-        "opencode": opencode,
-        "replica_loaded": c.replica.borrow().is_some(),
-        "connected": c.connected.load(Ordering::Relaxed),
-    }))
+    let bound = c.bound.borrow().clone();
+    SidecarStatus {
+        session_id: bound
+            .as_ref()
+            .map(|b| b.session_id.clone())
+            .unwrap_or_default(),
+        workspace: bound.and_then(|b| b.workspace),
+        opencode: OpenCodeStatus {
+            phase: opencode.phase.as_str().to_owned(),
+            instance: opencode.instance,
+            pid: opencode.pid,
+            restarts: opencode.restarts,
+            last_exit: opencode.last_exit,
+        },
+        replica_loaded: c.replica.borrow().is_some(),
+        connected: c.connected.load(Ordering::Relaxed),
+    }
+}
+
+/// `POST /v1/claim`: bind a pooled sidecar to a session. Claims are handled
+/// one at a time; the first valid one wins, a repeat of it answers the
+/// status again, any other is refused with `409 already_claimed`.
+async fn claim(State(c): State<Control>, body: axum::body::Bytes) -> Response {
+    let req: ClaimRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
+    };
+    let binding = Binding::from(req);
+    if let Err(e) = binding.validate(Names::Claim) {
+        return error(StatusCode::BAD_REQUEST, "invalid", e);
+    }
+    let mut slot = c.claims.slot.lock().await;
+    let bound = c.bound.borrow().clone();
+    if let Some(bound) = bound {
+        if bound.feature_id == binding.feature_id && bound.session_id == binding.session_id {
+            return Json(current_status(&c)).into_response();
+        }
+        return error(
+            StatusCode::CONFLICT,
+            "already_claimed",
+            format!(
+                "this sandbox is bound to session {} of feature {}",
+                bound.session_id, bound.feature_id
+            ),
+        );
+    }
+    if slot.is_none() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "the sidecar is stopping",
+        );
+    }
+    match sync::check_token(
+        &binding.server_url,
+        &binding.sandbox_token,
+        &binding.feature_id,
+        &binding.session_id,
+    )
+    .await
+    {
+        Ok(TokenCheck::Ok) => {}
+        Ok(TokenCheck::Unreachable(why)) => {
+            tracing::warn!(%why, "the server is unreachable; accepting the claim and working from the local replica");
+        }
+        Err(SyncError::Refused(message)) => {
+            tracing::warn!(session_id = %binding.session_id, %message, "claim refused");
+            return error(StatusCode::FORBIDDEN, "refused", message);
+        }
+        Err(SyncError::Setup(message)) => {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", message);
+        }
+    }
+    let prepared = match &c.claims.prepare {
+        Some(state_dir) => {
+            match workspace::prepare(&c.workspace, state_dir, binding.repo.as_ref()).await {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot prepare the workspace");
+                    return error(StatusCode::INTERNAL_SERVER_ERROR, "workspace", e);
+                }
+            }
+        }
+        None => None,
+    };
+    let Some(run) = slot.take() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "the sidecar is stopping",
+        );
+    };
+    let session_id = binding.session_id.clone();
+    let (accepted, answer) = oneshot::channel();
+    let handed = run.send(Claim {
+        binding,
+        workspace: prepared,
+        accepted,
+    });
+    if handed.is_err() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "the sidecar is stopping",
+        );
+    }
+    match answer.await {
+        Ok(Ok(())) => {
+            tracing::info!(%session_id, "claimed");
+            Json(current_status(&c)).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "bind", e),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "the sidecar is stopping",
+        ),
+    }
 }
 
 /// `POST /v1/commit`: commit the workspace for a finished queue entry and
@@ -139,6 +291,13 @@ async fn commit(State(c): State<Control>, body: axum::body::Bytes) -> Response {
     if !canopy_protocol::ids::is_valid_user_id(&req.queue_entry) || req.queue_entry.len() > 100 {
         return error(StatusCode::BAD_REQUEST, "invalid", "bad queue_entry id");
     }
+    let Some(session_id) = c.bound.borrow().as_ref().map(|b| b.session_id.clone()) else {
+        return error(
+            StatusCode::CONFLICT,
+            "not_bound",
+            "this sandbox is not bound to a session yet",
+        );
+    };
     let _one_at_a_time = c.commit_lock.lock().await;
     let outcome = match git::commit_entry(&c.workspace, &req).await {
         Ok(o) => o,
@@ -157,7 +316,7 @@ async fn commit(State(c): State<Control>, body: axum::body::Bytes) -> Response {
     let replica = c.replica.borrow().clone();
     if let Some(replica) = replica {
         let entry = req.queue_entry.clone();
-        let sid = c.session_id.clone();
+        let sid = session_id;
         let o: CommitOutcome = outcome.clone();
         let written = replica
             .write("agent: commit", move |tx| record(tx, &sid, &entry, &o))
@@ -193,6 +352,7 @@ fn record<T: automerge::transaction::Transactable>(
             workspace_ready: true,
             branch: None,
             head: None,
+            detail: None,
         })
     };
     feature::set_session_sandbox(tx, session_id, Some(&sandbox))

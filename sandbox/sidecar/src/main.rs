@@ -31,8 +31,8 @@ async fn main() {
         });
     }
     tracing::info!(
-        feature_id = %config.feature_id,
-        session_id = %config.session_id,
+        feature_id = config.feature_id.as_deref().unwrap_or(""),
+        session_id = config.session_id.as_deref().unwrap_or(""),
         "canopy-sidecar starting"
     );
     match canopy_sidecar::run::run(config, shutdown).await {

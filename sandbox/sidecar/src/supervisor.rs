@@ -1,5 +1,5 @@
-//! OpenCode's supervisor: starts `opencode serve` on loopback with its
-//! password, waits for `/global/health`, restarts it with back-off when it
+//! OpenCode's supervisor: starts `opencode serve` (on loopback unless told
+//! otherwise) with its password, waits for `/global/health`, restarts it with back-off when it
 //! dies, and stops it on shutdown.
 //!
 //! Every start gets a new instance id. The server records the instance a run
@@ -37,11 +37,13 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Variables of the sidecar's environment that OpenCode (and so the agent's
 /// shell) must not see.
-const PRIVATE_ENV: [&str; 4] = [
+const PRIVATE_ENV: [&str; 5] = [
     "CANOPY_SANDBOX_TOKEN",
     "CANOPY_SIDECAR_SECRET",
     "CANOPY_OPENCODE_PASSWORD",
     "CANOPY_SIDECAR_LISTEN",
+    // May carry the repository's credentials.
+    "CANOPY_REPO_URL",
 ];
 
 /// How to run OpenCode.
@@ -49,7 +51,9 @@ const PRIVATE_ENV: [&str; 4] = [
 pub struct OpenCodeSpec {
     /// The binary.
     pub bin: PathBuf,
-    /// Port on 127.0.0.1.
+    /// The address it listens on (`--hostname`).
+    pub hostname: String,
+    /// Its port.
     pub port: u16,
     /// `OPENCODE_SERVER_PASSWORD`.
     pub password: String,
@@ -65,6 +69,7 @@ impl std::fmt::Debug for OpenCodeSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenCodeSpec")
             .field("bin", &self.bin)
+            .field("hostname", &self.hostname)
             .field("port", &self.port)
             .field("workspace", &self.workspace)
             .field("log", &self.log)
@@ -219,7 +224,11 @@ async fn run_once(
         Ok(http) => http,
         Err(e) => return RunOutcome::NotStarted(format!("HTTP client: {e}")),
     };
-    let health = format!("http://127.0.0.1:{}/global/health", spec.port);
+    let health = format!(
+        "http://{}:{}/global/health",
+        reachable_host(&spec.hostname),
+        spec.port
+    );
     let deadline = Instant::now() + START_TIMEOUT;
     // Starting: wait for health, or for it to exit.
     loop {
@@ -283,7 +292,7 @@ fn spawn(spec: &OpenCodeSpec) -> Result<tokio::process::Child, String> {
         .args([
             "serve",
             "--hostname",
-            "127.0.0.1",
+            &spec.hostname,
             "--port",
             &spec.port.to_string(),
         ])
@@ -302,6 +311,22 @@ fn spawn(spec: &OpenCodeSpec) -> Result<tokio::process::Child, String> {
     command
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", spec.bin.display()))
+}
+
+/// Where this machine reaches a server listening on `hostname`: loopback
+/// for the unspecified addresses (`0.0.0.0`, `::`), IPv6 in brackets.
+pub fn reachable_host(hostname: &str) -> String {
+    match hostname
+        .trim_matches(['[', ']'])
+        .parse::<std::net::IpAddr>()
+    {
+        Ok(ip) if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".into(),
+        Ok(ip) if ip.is_unspecified() => "[::1]".into(),
+        Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+        Ok(ip) => ip.to_string(),
+        Err(_) if hostname.is_empty() => "127.0.0.1".into(),
+        Err(_) => hostname.to_owned(),
+    }
 }
 
 /// SIGTERM to OpenCode's process group, SIGKILL after [`STOP_GRACE`].
@@ -394,11 +419,23 @@ mod tests {
         assert!(empty.contains("\"canopy\""));
     }
 
+    #[test]
+    fn health_checks_go_to_a_reachable_address() {
+        assert_eq!(reachable_host("0.0.0.0"), "127.0.0.1");
+        assert_eq!(reachable_host("127.0.0.1"), "127.0.0.1");
+        assert_eq!(reachable_host("::"), "[::1]");
+        assert_eq!(reachable_host("::1"), "[::1]");
+        assert_eq!(reachable_host("10.0.0.5"), "10.0.0.5");
+        assert_eq!(reachable_host("localhost"), "localhost");
+        assert_eq!(reachable_host(""), "127.0.0.1");
+    }
+
     #[tokio::test]
     async fn a_binary_that_cannot_start_is_reported_and_retried() {
         let dir = tempfile::tempdir().unwrap();
         let spec = OpenCodeSpec {
             bin: dir.path().join("no-such-opencode"),
+            hostname: "127.0.0.1".into(),
             port: 9,
             password: "p".into(),
             workspace: dir.path().to_owned(),

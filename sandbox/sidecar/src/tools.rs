@@ -26,6 +26,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::{ServerHandler, schemars, tool, tool_handler, tool_router};
 use serde::{Deserialize, Serialize};
 
+use crate::binding::Bound;
 use crate::context;
 use crate::replica::{Replica, ReplicaError, SharedReplica};
 
@@ -61,6 +62,10 @@ pub const MAX_SEARCH_BYTES: usize = 60_000;
 /// server away): the agent should simply try again.
 pub const NOT_LOADED: &str = "the feature document is not available yet; try again in a moment";
 
+/// The answer while a pooled sandbox waits to be claimed by a session.
+pub const NOT_BOUND: &str = "this sandbox is not bound to a session yet; the feature tools work once \
+     Canopy assigns it to a session";
+
 const ALLOWED_IMPORTANCE: &str = "\"low\", \"medium\" or \"high\"";
 
 /// What a tool returns: text for the agent, or a refusal that rmcp sends as
@@ -72,6 +77,9 @@ pub type ToolResult = Result<String, String>;
 #[derive(Clone)]
 pub struct FeatureTools {
     replica: SharedReplica,
+    /// The session the sandbox is bound to; `None` for tools that are bound
+    /// from the start.
+    bound: Option<tokio::sync::watch::Receiver<Option<Bound>>>,
     tool_router: Arc<ToolRouter<FeatureTools>>,
 }
 
@@ -185,17 +193,34 @@ impl FeatureTools {
     pub fn new(replica: SharedReplica) -> Self {
         FeatureTools {
             replica,
+            bound: None,
             tool_router: Arc::new(Self::tool_router()),
+        }
+    }
+
+    /// Tools of a sidecar that may be bound to its session later: they
+    /// answer [`NOT_BOUND`] until `bound` names a session, then
+    /// [`NOT_LOADED`] until `replica` is loaded.
+    pub fn with_binding(
+        replica: SharedReplica,
+        bound: tokio::sync::watch::Receiver<Option<Bound>>,
+    ) -> Self {
+        FeatureTools {
+            bound: Some(bound),
+            ..FeatureTools::new(replica)
         }
     }
 
     /// The replica, if loaded. Cloned out so no borrow of the watch channel
     /// is held across an await.
     fn loaded(&self) -> Result<Replica, String> {
-        self.replica
-            .borrow()
-            .clone()
-            .ok_or_else(|| NOT_LOADED.to_owned())
+        if let Some(replica) = self.replica.borrow().clone() {
+            return Ok(replica);
+        }
+        if self.bound.as_ref().is_some_and(|b| b.borrow().is_none()) {
+            return Err(NOT_BOUND.to_owned());
+        }
+        Err(NOT_LOADED.to_owned())
     }
 
     async fn read_doc(&self) -> Result<(Replica, FeatureDoc), String> {
@@ -1199,6 +1224,23 @@ mod tests {
         for answer in answers {
             assert_eq!(answer.unwrap_err(), NOT_LOADED);
         }
+    }
+
+    #[tokio::test]
+    async fn tools_of_an_unbound_sandbox_say_so() {
+        let (_tx, rx) = watch::channel(None);
+        let (bound_tx, bound_rx) = watch::channel(None);
+        let tools = FeatureTools::with_binding(rx, bound_rx);
+        let answer = tools.add_learning(Parameters(learning("x"))).await;
+        assert_eq!(answer.unwrap_err(), NOT_BOUND);
+        assert_eq!(tools.list_sessions().await.unwrap_err(), NOT_BOUND);
+        bound_tx.send_replace(Some(Bound {
+            feature_id: ids::new_feature_id(),
+            session_id: ids::new_session_id(),
+            workspace: None,
+        }));
+        // Bound, the document not loaded yet.
+        assert_eq!(tools.list_sessions().await.unwrap_err(), NOT_LOADED);
     }
 
     #[test]

@@ -131,6 +131,7 @@ fn session<D: ReadDoc + ?Sized>(v: DocView<'_, D>, s: &ObjId) -> Session {
             workspace_ready: v.bool(&b, "workspace_ready").unwrap_or_default(),
             branch: v.str(&b, "branch"),
             head: v.str(&b, "head"),
+            detail: v.str(&b, "detail"),
         }),
         transcript: v.str(s, "transcript"),
         files_changed: v.strings_in(s, "files_changed"),

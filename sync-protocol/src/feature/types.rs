@@ -113,6 +113,11 @@ pub struct Sandbox {
     pub branch: Option<String>,
     /// Commit at the head of that branch.
     pub head: Option<String>,
+    /// Why the state is what it is, for people: the error of a failed
+    /// start, the wait for a free sandbox (schema 1, server API 5; absent
+    /// before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// A pull request opened for a session.

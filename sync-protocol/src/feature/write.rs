@@ -207,6 +207,7 @@ pub fn set_session_sandbox<T: Transactable>(
     tx.put(&b, "workspace_ready", sandbox.workspace_ready)?;
     put_opt_str(tx, &b, "branch", sandbox.branch.as_deref())?;
     put_opt_str(tx, &b, "head", sandbox.head.as_deref())?;
+    put_opt_str(tx, &b, "detail", sandbox.detail.as_deref())?;
     Ok(())
 }
 

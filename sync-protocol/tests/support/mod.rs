@@ -122,6 +122,7 @@ pub(crate) fn sample_document() -> Automerge {
                 workspace_ready: true,
                 branch: Some("canopy/oauth-provider".into()),
                 head: Some("0123456789abcdef0123456789abcdef01234567".into()),
+                detail: None,
             }),
         )?;
         feature::set_session_transcript(tx, S1, Some("automerge:2j9knpCseyhnK8izDmLpGP5WMdZQ"))?;
@@ -252,6 +253,7 @@ pub(crate) fn sample_expected() -> FeatureDoc {
             workspace_ready: true,
             branch: Some("canopy/oauth-provider".into()),
             head: Some("0123456789abcdef0123456789abcdef01234567".into()),
+            detail: None,
         }),
         transcript: Some("automerge:2j9knpCseyhnK8izDmLpGP5WMdZQ".into()),
         files_changed: vec!["src/auth/github.rs".into(), "src/auth/mod.rs".into()],
