@@ -42,13 +42,11 @@ sandbox/opencode/node_modules/.package-lock.json: sandbox/opencode/package.json 
 	$(NPM) install --prefix sandbox/opencode --no-save --no-audit --no-fund
 	@touch $@
 
-## The Docker sandbox image (sandbox/Dockerfile) with this build's sidecar and
-## the pinned OpenCode, tagged canopy-sandbox:<version>; needs a running Docker
-## daemon, and creates the Debian base with debootstrap when Docker lacks it.
-## Two cargo builds, not one: building both packages at once would unify
-## their dependencies' features and rebuild what `cargo build` already built.
-sandbox-image: opencode
-	$(CARGO) build --bin canopy && $(CARGO) build -p canopy-sidecar && "$${CARGO_TARGET_DIR:-target}/debug/canopy" sandbox build-image --sidecar-bin "$${CARGO_TARGET_DIR:-target}/debug/canopy-sidecar"
+## The Docker sandbox image (`canopy-sandbox:<version>`) from the release
+## sidecar and the pinned OpenCode, for `--sandbox docker`. Creates the
+## Debian base image with debootstrap where no registry can be reached.
+sandbox-image: opencode release
+	"$${CARGO_TARGET_DIR:-target}/release/canopy" sandbox build-image --sidecar-bin "$${CARGO_TARGET_DIR:-target}/release/canopy-sidecar"
 
 build:
 	$(CARGO) build --workspace

@@ -446,7 +446,16 @@ impl DockerSandboxes {
                 body,
             )
             .await
-            .map_err(|e| self.failed(e))?;
+            .map_err(|e| {
+                if not_found(&e) {
+                    SandboxError::Start(format!(
+                        "the sandbox image {image} does not exist; build it with \
+                         `canopy sandbox build-image` (`make sandbox-image`)"
+                    ))
+                } else {
+                    self.failed(e)
+                }
+            })?;
         if let Err(e) = docker.start_container(name, None).await {
             let _ = self.discard(docker, name).await;
             return Err(self.failed(e));

@@ -153,11 +153,16 @@ export interface Session {
 export interface Sandbox {
   /** `docker`, `local`, … */
   backend: Str;
-  /** Free-form orchestrator state, for display. */
+  /**
+   * For display: `queued`, `starting`, `running`, `failed`, `hibernated`,
+   * `stopped` (README §3 "Sandbox states"); readers accept others.
+   */
   state: Str;
   workspace_ready: boolean;
   branch: Str | null;
   head: Str | null;
+  /** Why the state is what it is, for people (server API 5; may be absent). */
+  detail?: Str | null;
 }
 
 export interface PullRequest {

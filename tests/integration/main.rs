@@ -21,5 +21,6 @@ mod offline;
 mod opencode_model;
 mod ops;
 mod sandbox_local;
+mod sandbox_scheduling;
 mod sidecar;
 mod storage_failure;
