@@ -132,6 +132,14 @@ pub struct Metrics {
     pub opencode_restarts: Counter,
     /// Heartbeats received from sidecars.
     pub sidecar_heartbeats: Counter,
+    /// Sandboxes holding one of the server's slots (running or starting).
+    pub sandboxes_running: Gauge,
+    /// Sandbox starts waiting for a free slot (`--max-sandboxes`).
+    pub sandbox_starts_waiting: Gauge,
+    /// How long a sandbox start takes (to OpenCode answering).
+    pub sandbox_start_seconds: Histogram,
+    /// Idle sandboxes stopped, by result (`ok`, `failed`).
+    pub sandbox_hibernations: Family<ReasonLabels, Counter>,
 }
 
 impl Metrics {
@@ -161,6 +169,10 @@ impl Metrics {
             sandbox_starts: Family::default(),
             opencode_restarts: Counter::default(),
             sidecar_heartbeats: Counter::default(),
+            sandboxes_running: Gauge::default(),
+            sandbox_starts_waiting: Gauge::default(),
+            sandbox_start_seconds: Histogram::new(exponential_buckets(0.05, 2.0, 12)),
+            sandbox_hibernations: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -272,6 +284,26 @@ impl Metrics {
             "http_request_seconds",
             "HTTP request latency",
             m.http_seconds.clone(),
+        );
+        registry.register(
+            "sandboxes_running",
+            "Sandboxes holding one of the server's slots (running or starting)",
+            m.sandboxes_running.clone(),
+        );
+        registry.register(
+            "sandbox_starts_waiting",
+            "Sandbox starts waiting for a free slot (--max-sandboxes)",
+            m.sandbox_starts_waiting.clone(),
+        );
+        registry.register(
+            "sandbox_start_seconds",
+            "Time from a sandbox start to its OpenCode answering",
+            m.sandbox_start_seconds.clone(),
+        );
+        registry.register(
+            "sandbox_hibernations",
+            "Idle sandboxes stopped (snapshotted first where the backend can), by result",
+            m.sandbox_hibernations.clone(),
         );
         m.storage_writable.set(1);
         Arc::new(Metrics { registry, ..m })

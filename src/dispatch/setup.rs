@@ -192,11 +192,15 @@ pub async fn start(
         backend,
         users: services.users,
         sandbox_server_url: services.sandbox_server_url,
-        metrics: services.metrics,
+        metrics: services.metrics.clone(),
         token_ttl: std::time::Duration::from_secs(u64::from(config.sandbox_token_hours) * 3600),
         max_prompt_bytes: config.max_prompt_bytes as usize,
         model: Some((model.provider.clone(), model.model.clone())),
-        slots: Arc::new(super::slots::Slots::new(config.max_sandboxes as usize)),
+        slots: Arc::new(super::slots::Slots::new(
+            config.max_sandboxes as usize,
+            services.metrics.sandboxes_running.clone(),
+            services.metrics.sandbox_starts_waiting.clone(),
+        )),
         idle_after: match (config.sandbox_idle_secs, config.sandbox_idle_minutes) {
             (Some(secs), _) => Some(std::time::Duration::from_secs(secs)),
             (None, 0) => None,

@@ -8,6 +8,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Sandbox slots, by session.
@@ -16,15 +17,21 @@ pub struct Slots {
     limit: usize,
     semaphore: Arc<Semaphore>,
     held: Mutex<HashMap<String, OwnedSemaphorePermit>>,
+    /// Slots in use, for operators.
+    in_use: Gauge,
+    /// Starts waiting for a slot.
+    waiting: Gauge,
 }
 
 impl Slots {
-    /// `limit` sandboxes at once.
-    pub fn new(limit: usize) -> Self {
+    /// `limit` sandboxes at once; `in_use` and `waiting` report them.
+    pub fn new(limit: usize, in_use: Gauge, waiting: Gauge) -> Self {
         Slots {
             limit,
             semaphore: Arc::new(Semaphore::new(limit)),
             held: Mutex::new(HashMap::new()),
+            in_use,
+            waiting,
         }
     }
 
@@ -62,6 +69,9 @@ impl Slots {
         if self.held().contains_key(session_id) {
             return;
         }
+        self.waiting.inc();
+        // Counted down however the wait ends (a cancelled start too).
+        let _waited = Waited(&self.waiting);
         // The semaphore is never closed.
         if let Ok(permit) = self.semaphore.clone().acquire_owned().await {
             self.keep(session_id, permit);
@@ -69,13 +79,28 @@ impl Slots {
     }
 
     fn keep(&self, session_id: &str, permit: OwnedSemaphorePermit) {
+        let mut held = self.held();
         // A second permit for one session (two takes raced) is dropped.
-        self.held().entry(session_id.to_owned()).or_insert(permit);
+        held.entry(session_id.to_owned()).or_insert(permit);
+        self.in_use
+            .set(i64::try_from(held.len()).unwrap_or(i64::MAX));
     }
 
     /// Give `session_id`'s slot back (no-op without one).
     pub fn release(&self, session_id: &str) {
-        self.held().remove(session_id);
+        let mut held = self.held();
+        held.remove(session_id);
+        self.in_use
+            .set(i64::try_from(held.len()).unwrap_or(i64::MAX));
+    }
+}
+
+/// Decrements the waiting gauge when dropped.
+struct Waited<'a>(&'a Gauge);
+
+impl Drop for Waited<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -85,7 +110,8 @@ mod tests {
 
     #[tokio::test]
     async fn starts_beyond_the_limit_wait_for_a_release() {
-        let slots = Arc::new(Slots::new(1));
+        let (in_use, waiting) = (Gauge::default(), Gauge::default());
+        let slots = Arc::new(Slots::new(1, in_use.clone(), waiting.clone()));
         assert!(slots.try_take("a"));
         assert!(slots.try_take("a"), "a session's own slot is idempotent");
         assert!(!slots.try_take("b"));
@@ -95,9 +121,11 @@ mod tests {
         };
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
+        assert_eq!((in_use.get(), waiting.get()), (1, 1));
         slots.release("a");
         waiter.await.expect("b got the slot");
         assert_eq!(slots.in_use(), 1);
+        assert_eq!((in_use.get(), waiting.get()), (1, 0));
         assert!(!slots.try_take("a"));
     }
 }

@@ -257,6 +257,13 @@ impl Worker {
         tracing::info!("the sandbox is idle; stopping it");
         let backend = self.deps.backend.name().to_owned();
         let result = self.deps.backend.hibernate(&self.session_id).await;
+        self.deps
+            .metrics
+            .sandbox_hibernations
+            .get_or_create(&crate::metrics::ReasonLabels {
+                reason: if result.is_ok() { "ok" } else { "failed" },
+            })
+            .inc();
         self.sandbox = None;
         self.deps.slots.release(&self.session_id);
         let (state, detail) = match &result {
@@ -995,10 +1002,19 @@ impl Worker {
                 feature_doc: self.feature.url().to_string(),
             },
         };
+        let clock = Instant::now();
         let started = self.deps.backend.start(spec).await;
-        self.deps
-            .metrics
-            .sandbox_start(if started.is_ok() { "ok" } else { "failed" });
+        self.deps.metrics.sandbox_start(match &started {
+            Ok(_) => "ok",
+            Err(SandboxError::Unavailable(_)) => "unavailable",
+            Err(_) => "failed",
+        });
+        if started.is_ok() {
+            self.deps
+                .metrics
+                .sandbox_start_seconds
+                .observe(clock.elapsed().as_secs_f64());
+        }
         self.unavailable_retry = match &started {
             Err(SandboxError::Unavailable(_)) => {
                 Some(self.unavailable_retry.map_or(UNAVAILABLE_RETRY_FIRST, |d| {

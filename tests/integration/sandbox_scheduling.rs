@@ -104,6 +104,9 @@ async fn starts_beyond_the_sandbox_limit_wait_and_the_session_says_so() {
     .await;
     assert!(detail.contains("all 1 allowed"), "{detail}");
     assert_eq!(status_of(&base, &fid, &second).await, QueueStatus::Queued);
+    let m = metrics(&base).await;
+    assert!(m.contains("\ncanopy_sandbox_starts_waiting 1\n"), "{m}");
+    assert!(m.contains("\ncanopy_sandboxes_running 1\n"), "{m}");
 
     // A is done: its sandbox stops and B's starts.
     let resp = http()
@@ -179,6 +182,11 @@ async fn typing_warms_a_sandbox_and_an_idle_one_hibernates_until_the_next_prompt
     })
     .await;
     assert!(detail.contains("idle"), "{detail}");
+    let m = metrics(&base).await;
+    assert!(
+        m.contains("canopy_sandbox_hibernations_total{reason=\"ok\"} 1\n"),
+        "{m}"
+    );
     assert!(
         !dir.path()
             .join("sandboxes")
