@@ -207,7 +207,13 @@ pub fn set_session_sandbox<T: Transactable>(
     tx.put(&b, "workspace_ready", sandbox.workspace_ready)?;
     put_opt_str(tx, &b, "branch", sandbox.branch.as_deref())?;
     put_opt_str(tx, &b, "head", sandbox.head.as_deref())?;
-    put_opt_str(tx, &b, "detail", sandbox.detail.as_deref())?;
+    // Optional since server API 5: absent rather than null when there is
+    // nothing to say, as in documents written before it.
+    match sandbox.detail.as_deref() {
+        Some(detail) => tx.put(&b, "detail", detail)?,
+        None if tx.get(&b, "detail")?.is_some() => tx.delete(&b, "detail")?,
+        None => {}
+    }
     Ok(())
 }
 
