@@ -758,7 +758,9 @@ async fn answers(record: &Record) -> bool {
     let opencode = OpenCodeClient::new(&record.base_url(), &record.password);
     let control = format!("http://127.0.0.1:{}", record.sidecar_port);
     let (healthy, status) = tokio::join!(
-        opencode.healthy(Duration::from_secs(4)),
+        // Short: a request that reaches OpenCode while it starts is never
+        // answered (see the sidecar's supervisor); callers ask again.
+        opencode.healthy(Duration::from_millis(500)),
         crate::sandbox::sidecar_status(&control, &record.control_secret),
     );
     healthy && status.is_ok()

@@ -37,6 +37,10 @@ use crate::{
     workspace,
 };
 
+/// How soon the document is looked up again while the server is not
+/// connected yet.
+const FIND_RETRY: Duration = Duration::from_millis(25);
+
 /// Why the sidecar ended with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -306,6 +310,13 @@ async fn bind(
         let refused = shared.refused.clone();
         tokio::spawn(async move {
             let mut events = connection.dialer.events();
+            // Read after subscribing: a connection made before the
+            // subscription is not reported as an event and would otherwise
+            // never count.
+            if connection.dialer.is_connected() {
+                tracing::info!("connected to the server");
+                connected.store(true, Ordering::Relaxed);
+            }
             while let Some(event) = events.next().await {
                 match event {
                     DialerEvent::Connected { .. } => {
@@ -336,6 +347,10 @@ async fn bind(
     // it answers (samod gives up at once while no peer is connected).
     let stop = &shared.stop;
     let replica = loop {
+        // Read before asking: a "not found" means the server refused only
+        // if the connection was already up when the lookup began (one that
+        // came up meanwhile was not asked).
+        let was_connected = shared.connected.load(Ordering::Relaxed);
         let found = tokio::select! {
             _ = stop.cancelled() => break None,
             found = repo.find(doc_id.clone()) => found,
@@ -348,7 +363,7 @@ async fn bind(
                     &binding.session_id,
                 ));
             }
-            Ok(None) if shared.connected.load(Ordering::Relaxed) => {
+            Ok(None) if was_connected => {
                 if let Ok(mut slot) = shared.refused.lock() {
                     *slot = Some(format!(
                         "the server does not share feature {}'s document {} with this sandbox",
@@ -359,9 +374,12 @@ async fn bind(
                 break None;
             }
             Ok(None) => {
+                // Not connected yet (samod gives up at once without a
+                // peer): ask again soon; a claimed sandbox's first sync is
+                // on the start's critical path.
                 tokio::select! {
                     _ = stop.cancelled() => break None,
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = tokio::time::sleep(FIND_RETRY) => {}
                 }
             }
             Err(_) => break None,

@@ -217,10 +217,7 @@ async fn run_once(
     };
     let pid = child.id();
     state.send_modify(|s| s.pid = pid);
-    let http = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-    {
+    let http = match reqwest::Client::builder().build() {
         Ok(http) => http,
         Err(e) => return RunOutcome::NotStarted(format!("HTTP client: {e}")),
     };
@@ -229,7 +226,8 @@ async fn run_once(
         reachable_host(&spec.hostname),
         spec.port
     );
-    let deadline = Instant::now() + START_TIMEOUT;
+    let started = Instant::now();
+    let deadline = started + START_TIMEOUT;
     // Starting: wait for health, or for it to exit.
     loop {
         tokio::select! {
@@ -243,11 +241,12 @@ async fn run_once(
                     describe(status), spec.log.display()
                 ));
             }
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = tokio::time::sleep(HEALTH_EVERY) => {}
         }
         let ok = http
             .get(&health)
             .basic_auth("opencode", Some(&spec.password))
+            .timeout(probe_timeout(started.elapsed()))
             .send()
             .await
             .is_ok_and(|r| r.status().is_success());
@@ -270,6 +269,22 @@ async fn run_once(
             RunOutcome::Shutdown
         }
         status = child.wait() => RunOutcome::Exited(format!("OpenCode exited ({})", describe(status))),
+    }
+}
+
+/// Between health checks of a starting OpenCode.
+const HEALTH_EVERY: Duration = Duration::from_millis(100);
+
+/// How long one health check of a starting OpenCode may take. Short at
+/// first: OpenCode 1.18.33 accepts connections a few hundred milliseconds
+/// before it serves HTTP, and never answers a request that arrives in that
+/// window, so a long timeout made every start wait for it (about 2 s). A
+/// machine slow enough to need longer gets longer after a while.
+fn probe_timeout(starting_for: Duration) -> Duration {
+    if starting_for < Duration::from_secs(10) {
+        Duration::from_millis(300)
+    } else {
+        Duration::from_secs(2)
     }
 }
 
