@@ -648,3 +648,24 @@ pub fn docker_or_skip(test: &str) -> bool {
     );
     false
 }
+
+/// The feature document as the API's snapshot shows it.
+pub async fn document(base: &str, feature_id: &str) -> canopy_protocol::feature::FeatureDoc {
+    let snap = snapshot(base, feature_id).await;
+    serde_json::from_value(snap["document"].clone()).unwrap()
+}
+
+/// Queue a prompt over the API as the first user; its entry id.
+pub async fn enqueue(base: &str, feature_id: &str, session_id: &str, text: &str) -> String {
+    let resp = http()
+        .post(format!("{base}/api/features/{feature_id}/queue"))
+        .json(&json!({ "session_id": session_id, "text": text }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use canopy_protocol::{
     ephemeral::{Ephemeral, Typing},
-    feature::{FeatureDoc, QueueStatus},
+    feature::QueueStatus,
 };
-use serde_json::{Value, json};
 
 use crate::common::*;
 
@@ -26,25 +25,6 @@ async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) ->
     })
     .await
     .unwrap_or_else(|_| panic!("timed out after {PATIENCE:?}: {what}"))
-}
-
-async fn document(base: &str, feature_id: &str) -> FeatureDoc {
-    let snap = snapshot(base, feature_id).await;
-    serde_json::from_value(snap["document"].clone()).unwrap()
-}
-
-async fn enqueue(base: &str, feature_id: &str, session_id: &str, text: &str) -> String {
-    let resp = http()
-        .post(format!("{base}/api/features/{feature_id}/queue"))
-        .json(&json!({ "session_id": session_id, "text": text }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
-    resp.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
 
 async fn status_of(base: &str, feature_id: &str, entry: &str) -> QueueStatus {

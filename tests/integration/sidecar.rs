@@ -14,7 +14,7 @@ use canopy::{
     server::RunningServer,
 };
 use canopy_protocol::{
-    feature::{self, FeatureDoc, QueueStatus, SessionStatus},
+    feature::{self, QueueStatus, SessionStatus},
     sidecar::{ClaimRequest, SidecarStatus},
 };
 use futures::StreamExt;
@@ -44,11 +44,6 @@ fn sandbox_dir(data: &Path, session_id: &str) -> PathBuf {
 
 fn context_file(data: &Path, session_id: &str) -> PathBuf {
     sandbox_dir(data, session_id).join("sidecar/feature-context.md")
-}
-
-async fn document(base: &str, feature_id: &str) -> FeatureDoc {
-    let snap = snapshot(base, feature_id).await;
-    serde_json::from_value(snap["document"].clone()).unwrap()
 }
 
 async fn enqueue_as(
