@@ -520,12 +520,16 @@ impl FeatureService {
         let sid = session_id.to_owned();
         handle
             .with_document_async(move |doc| {
-                let in_flight = feature::queue_entries_with_objects(doc)
+                // A run whose entry settled is still `running` until its
+                // commit is recorded.
+                let in_flight = feature::open_queue_entries_with_objects(doc)
                     .into_iter()
                     .any(|(_, e)| {
                         e.session_id == sid
                             && matches!(e.status, QueueStatus::Dispatched | QueueStatus::Running)
-                    });
+                    })
+                    || feature::read_session(doc, &sid)
+                        .is_some_and(|s| s.status == SessionStatus::Running);
                 if in_flight {
                     return Err(FeatureError::Busy(format!(
                         "session {sid} is running a prompt; stop it or wait before completing the session"

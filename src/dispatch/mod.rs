@@ -466,6 +466,12 @@ impl Checker {
                 _ => {}
             }
         }
+        // A run settled before a restart whose commit is still to record.
+        for sid in feature::session_ids(doc) {
+            if !busy.contains(&sid) && worker::unfinished_wrap_up(doc, &sid).is_some() {
+                busy.insert(sid);
+            }
+        }
         if !reject.is_empty() {
             let now = unix_ms_now();
             let result = doc.transact_with(
@@ -489,7 +495,7 @@ impl Checker {
 }
 
 fn queue_items(doc: &Automerge) -> Vec<(ObjId, feature::QueueEntry)> {
-    feature::queue_entries_with_objects(doc)
+    feature::open_queue_entries_with_objects(doc)
 }
 
 impl Dispatcher {

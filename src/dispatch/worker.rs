@@ -18,7 +18,7 @@ use canopy_protocol::{
     transcript::{self, NewTranscript, PartKind},
     unix_ms_now,
 };
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use samod::DocHandle;
 use serde_json::Value;
 use tokio::sync::{Notify, mpsc};
@@ -58,7 +58,7 @@ const LIVENESS_EVERY: Duration = Duration::from_secs(1);
 const UNAVAILABLE_RETRY_FIRST: Duration = Duration::from_secs(1);
 const UNAVAILABLE_RETRY_MAX: Duration = Duration::from_secs(15);
 
-type Events = std::pin::Pin<Box<dyn Stream<Item = Result<Event, OpenCodeError>> + Send>>;
+type Events = std::pin::Pin<Box<dyn Stream<Item = Result<Event, OpenCodeError>> + Send + Sync>>;
 
 /// How a run ended, as the queue entry will record it.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,6 +102,13 @@ pub(super) struct Worker {
     /// Who asked for the sandbox's last start (owns its token).
     asked_by: Option<String>,
     transcript: Option<DocHandle>,
+    /// The client of the sandbox's OpenCode (its base URL with it): one
+    /// connection pool for the sandbox's life.
+    client: Option<(String, OpenCodeClient)>,
+    /// The sandbox's `/event` stream between runs, kept open so a prompt
+    /// does not wait for a new subscription; it belongs to the OpenCode
+    /// instance named with it.
+    events: Option<(String, Events)>,
     kick: Arc<Notify>,
     stop: mpsc::UnboundedReceiver<String>,
     current: Arc<Mutex<Option<String>>>,
@@ -153,6 +160,8 @@ impl Worker {
             instance: None,
             asked_by: None,
             transcript: None,
+            client: None,
+            events: None,
             kick,
             stop,
             current,
@@ -174,12 +183,19 @@ impl Worker {
                     // closes the window between an entry's arrival and the
                     // watcher's turn.
                     checker.triage(d);
-                    next_entry(d, &sid)
+                    (next_entry(d, &sid), unfinished_wrap_up(d, &sid))
                 })
                 .await
             else {
                 return;
             };
+            let (next, unfinished) = next;
+            if next.is_none()
+                && let Some(entry) = unfinished
+            {
+                self.wrap_up(&entry).await;
+                continue;
+            }
             let Some(entry) = next else {
                 if self.warm.swap(false, Ordering::Relaxed) && self.sandbox.is_none() {
                     self.warm_up().await;
@@ -264,7 +280,7 @@ impl Worker {
                 reason: if result.is_ok() { "ok" } else { "failed" },
             })
             .inc();
-        self.sandbox = None;
+        self.forget_sandbox();
         self.deps.slots.release(&self.session_id);
         let (state, detail) = match &result {
             Ok(()) => (
@@ -318,35 +334,48 @@ impl Worker {
         self.ensure_ready().await?;
         let (oc, transcript) = self.ensure_session_and_transcript().await?;
         let sandbox = self.sandbox.clone().expect("ensure_ready set the sandbox");
-        let client = OpenCodeClient::new(&sandbox.base_url, &sandbox.password);
+        let client = self.client_for(&sandbox);
         let dir = sandbox.workspace.to_string_lossy().into_owned();
-        // Subscribe before prompting: nothing the run emits is missed.
-        let events: Events = Box::pin(
-            client
-                .events(&dir)
-                .await
-                .map_err(|e| format!("cannot follow the agent: {e}"))?,
-        );
-        let run = match run {
-            Some(run) => run,
-            None => {
-                if !resumed && !self.mark(&entry.id, QueueStatus::Dispatched).await {
-                    // Cancelled (or settled elsewhere) while the sandbox started.
-                    return Ok(false);
-                }
-                let run = Run {
-                    queue_entry: entry.id.clone(),
-                    opencode_session: oc.clone(),
-                    message_id: opencode::ascending_id("msg"),
-                    opencode_instance: self.instance.clone(),
-                };
-                self.deps
-                    .store
-                    .record_run(&self.feature_id, &self.session_id, &run)
+        // The steps before the prompt do not depend on one another: run
+        // them at once, so the prompt waits for the slowest, not the sum.
+        let kept = self.take_events();
+        let subscribe = async {
+            match kept {
+                Some(events) => Ok(events),
+                // Subscribe before prompting: nothing the run emits is missed.
+                None => client
+                    .events(&dir)
                     .await
-                    .map_err(|e| format!("cannot record the run: {e}"))?;
-                run
+                    .map(|e| -> Events { Box::pin(e) })
+                    .map_err(|e| format!("cannot follow the agent: {e}")),
             }
+        };
+        let begin = async {
+            if let Some(run) = run {
+                return Ok(Some(run));
+            }
+            if !resumed && !self.mark(&entry.id, QueueStatus::Dispatched).await {
+                // Cancelled (or settled elsewhere) while the sandbox started.
+                return Ok(None);
+            }
+            let run = Run {
+                queue_entry: entry.id.clone(),
+                opencode_session: oc.clone(),
+                message_id: opencode::ascending_id("msg"),
+                opencode_instance: self.instance.clone(),
+            };
+            self.deps
+                .store
+                .record_run(&self.feature_id, &self.session_id, &run)
+                .await
+                .map_err(|e| format!("cannot record the run: {e}"))?;
+            Ok::<_, String>(Some(run))
+        };
+        let (events, run, system) = tokio::join!(subscribe, begin, self.system_text(&entry));
+        let events = events?;
+        let Some(run) = run? else {
+            self.keep_events(events);
+            return Ok(false);
         };
         let origin = Origin {
             message_id: run.message_id.clone(),
@@ -382,12 +411,13 @@ impl Worker {
                             None,
                             false,
                             entry.status == QueueStatus::Cancelled,
+                            false,
                         )
                         .await);
                 }
             }
         }
-        let Some(system) = self.system_text(&entry).await else {
+        let Some(system) = system else {
             return Ok(true);
         };
         let prompt = Prompt {
@@ -398,19 +428,19 @@ impl Worker {
             part_id: Some(user_part_id(&run.message_id)),
         };
         if prompt_needed {
-            // The user message first, so every client sees who asked at once.
-            self.write_user_message(&transcript, &origin, &entry.text)
-                .await;
-            client
-                .prompt_async(&run.opencode_session, &dir, &prompt)
-                .await
-                .map_err(|e| format!("OpenCode refused the prompt: {e}"))?;
+            // The user message goes to the transcript while OpenCode takes
+            // the prompt, so every client sees who asked at once.
+            let (_, prompted) = tokio::join!(
+                self.write_user_message(&transcript, &origin, &entry.text),
+                client.prompt_async(&run.opencode_session, &dir, &prompt)
+            );
+            prompted.map_err(|e| format!("OpenCode refused the prompt: {e}"))?;
         }
-        self.mark(&entry.id, QueueStatus::Running).await;
-        self.set_session_status(SessionStatus::Running).await;
+        self.mark_running(&entry.id).await;
         // A resumed run that OpenCode already has: its events are this run's.
         let state = FollowState {
             started: !prompt_needed,
+            stream_broken: resumed,
             prompt: Some(prompt),
             ..FollowState::default()
         };
@@ -443,7 +473,8 @@ impl Worker {
                 &mut state,
             )
             .await;
-        match followed {
+        let idle = matches!(followed, Followed::Idle);
+        let shutting_down = match followed {
             Followed::Shutdown => true,
             Followed::SandboxDied => {
                 tracing::warn!(queue_entry = %entry.id, "OpenCode died during the run");
@@ -460,6 +491,7 @@ impl Worker {
                 false
             }
             Followed::Idle => {
+                let done_by_events = state.done_by_events();
                 self.finish(
                     &client,
                     &dir,
@@ -470,10 +502,16 @@ impl Worker {
                     state.error,
                     state.stop_requested,
                     state.client_cancelled,
+                    done_by_events,
                 )
                 .await
             }
+        };
+        // The stream serves the next run, unless its sandbox went away.
+        if idle && self.sandbox.is_some() {
+            self.keep_events(events);
         }
+        shutting_down
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -515,6 +553,7 @@ impl Worker {
                             return Followed::SandboxDied;
                         }
                         // Reconnect, then catch up: the stream has no replay.
+                        state.stream_broken = true;
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         match client.events(dir).await {
                             Ok(e) => *events = Box::pin(e),
@@ -569,6 +608,7 @@ impl Worker {
                     }
                     if last_event.elapsed() > EVENT_SILENCE {
                         tracing::warn!("no events from OpenCode for {EVENT_SILENCE:?}; reconnecting");
+                        state.stream_broken = true;
                         last_event = Instant::now();
                         if let Ok(e) = client.events(dir).await {
                             *events = Box::pin(e);
@@ -600,6 +640,7 @@ impl Worker {
                 if info.get("id").and_then(Value::as_str) == Some(&origin.message_id) {
                     state.started = true;
                 }
+                state.note_answer(info, &run.message_id);
                 if let Some(m) = convert::message(info, origin) {
                     state.messages.insert(m.id.clone());
                     let _ = transcript
@@ -662,6 +703,11 @@ impl Worker {
             // OpenCode sends idle more than once after an abort, late
             // enough to land in the next run's stream: only an idle after
             // this run's prompt arrived, with the run really over, counts.
+            // The events already say whether the run is over: its newest
+            // answer is complete. Ask OpenCode only when they do not.
+            Known::SessionIdle { .. } if state.started && state.answer_settled() => {
+                return Some(Followed::Idle);
+            }
             Known::SessionIdle { .. } if state.started => {
                 return self.check_progress(client, dir, run, state).await;
             }
@@ -747,12 +793,23 @@ impl Worker {
         event_error: Option<String>,
         stop_requested: bool,
         client_cancelled: bool,
+        done_by_events: bool,
     ) -> bool {
-        let msgs = match client.messages(&run.opencode_session, dir).await {
+        // When the events settle it, the outcome goes out first: it is what
+        // everyone waits for, and the events put the answer into the
+        // transcript already. OpenCode's record of the run follows.
+        if done_by_events {
+            self.write_outcome(entry, Outcome::Done).await;
+        }
+        let msgs = match run_messages(client, run, dir).await {
             Ok(m) => m,
+            Err(e) if done_by_events => {
+                tracing::warn!(error = %e, "cannot read the agent's messages after the run");
+                Vec::new()
+            }
             Err(e) => {
                 if !self.deps.backend.alive(&self.session_id).await {
-                    self.sandbox = None;
+                    self.forget_sandbox();
                 }
                 self.settle(
                     entry,
@@ -762,7 +819,10 @@ impl Worker {
                 return false;
             }
         };
-        self.write_messages(transcript, &msgs, origin).await;
+        // Totals over every answer in the transcript: idempotent after a
+        // resume. The full tool outputs (kept as they streamed too) are
+        // written again after the outcome.
+        let (usage, parts) = self.write_transcript(transcript, &msgs, origin).await;
         let answers: Vec<&Value> = msgs
             .iter()
             .filter_map(|m| m.get("info"))
@@ -773,7 +833,9 @@ impl Worker {
             .collect();
         let last = answers.last();
         let last_error = last.and_then(|i| i.get("error"));
-        let outcome = if stop_requested || last_error.is_some_and(convert::is_abort) {
+        let outcome = if done_by_events {
+            Outcome::Done
+        } else if stop_requested || last_error.is_some_and(convert::is_abort) {
             Outcome::Cancelled
         } else if let Some(e) = last_error {
             Outcome::Failed(convert::error_text(e))
@@ -786,20 +848,19 @@ impl Worker {
                 "the run was interrupted before the agent answered (its sandbox restarted)".into(),
             )
         };
-        // Totals over the whole OpenCode session: idempotent after a resume.
-        let mut usage = feature::Usage::default();
-        for info in msgs.iter().filter_map(|m| m.get("info")) {
-            if info.get("role").and_then(Value::as_str) == Some("assistant") {
-                let u = convert::usage(info);
-                usage.input_tokens += u.input_tokens;
-                usage.output_tokens += u.output_tokens;
-                usage.cost_usd += u.cost_usd;
-            }
+        let aborted = stop_requested || client_cancelled || outcome == Outcome::Cancelled;
+        if !done_by_events {
+            // The transcript is complete by now.
+            self.write_outcome(entry, outcome).await;
         }
-        // Commit before the entry settles, so the next prompt starts from a
-        // clean tree; the sidecar records commit and files in the document.
-        // Without it, at least say which files are dirty.
-        let files = match self.commit_work(entry).await {
+        self.keep_outputs(&parts).await;
+        // Commit before the next prompt runs, so it starts from a clean
+        // tree, as the entry's author. The sidecar records the commit too;
+        // writing it here, with `idle`, means a session that is `idle` again
+        // has its commit on every replica that sees it idle. Without the
+        // sidecar, at least say which files are dirty.
+        let committed = self.commit_work(entry).await;
+        let files = match committed {
             Some(_) => None,
             None => match client.vcs_status(dir).await {
                 Ok(list) => Some(
@@ -813,21 +874,27 @@ impl Worker {
                 }
             },
         };
-        tracing::info!(queue_entry = %entry.id, outcome = ?outcome, "run finished");
-        self.deps.metrics.agent_run(outcome.label());
-        let aborted = stop_requested || client_cancelled || outcome == Outcome::Cancelled;
         let (sid, id) = (self.session_id.clone(), entry.id.clone());
         let _ = self
             .feature
             .with_document_async(move |d| {
-                write(d, "run finished", |tx| {
-                    apply_outcome(tx, &id, &outcome)?;
-                    feature::set_session_status(tx, &sid, &SessionStatus::Idle)?;
-                    feature::set_session_usage(tx, &sid, &usage)?;
-                    if let Some(files) = &files {
-                        feature::set_session_files_changed(tx, &sid, files)?;
+                write(d, "run committed", |tx| {
+                    if let Some(usage) = &usage
+                        && let Err(e) = feature::set_session_usage(tx, &sid, usage)
+                    {
+                        tracing::warn!(error = %e, "cannot record the usage");
                     }
-                    Ok(())
+                    if let Some(outcome) = &committed
+                        && let Err(e) = feature::record_commit(tx, &sid, &id, outcome)
+                    {
+                        tracing::warn!(error = %e, "cannot record the commit");
+                    }
+                    if let Some(files) = &files
+                        && let Err(e) = feature::set_session_files_changed(tx, &sid, files)
+                    {
+                        tracing::warn!(error = %e, "cannot record the changed files");
+                    }
+                    feature::set_session_status(tx, &sid, &SessionStatus::Idle)
                 })
             })
             .await;
@@ -840,13 +907,71 @@ impl Worker {
             if let Err(e) = self.deps.backend.stop(&self.session_id).await {
                 tracing::warn!(error = %e, "cannot stop the sandbox");
             }
-            self.sandbox = None;
+            self.forget_sandbox();
         }
         false
     }
 
-    /// Upsert the run's messages and parts from `GET /session/{id}/message`.
+    /// Finish what a run left undone when this server stopped between its
+    /// outcome and its commit: the session still says `running`. The work
+    /// is committed as that entry's author if the sandbox is still there.
+    async fn wrap_up(&mut self, entry: &QueueEntry) {
+        tracing::info!(queue_entry = %entry.id, "finishing the commit of a run settled before a restart");
+        let committed = match &self.sandbox {
+            Some(_) => self.commit_work(entry).await,
+            None => None,
+        };
+        if committed.is_none() {
+            tracing::warn!(queue_entry = %entry.id, "the run's work could not be committed; the next commit includes it");
+        }
+        let (sid, id) = (self.session_id.clone(), entry.id.clone());
+        let _ = self
+            .feature
+            .with_document_async(move |d| {
+                write(d, "run committed", |tx| {
+                    if let Some(outcome) = &committed
+                        && let Err(e) = feature::record_commit(tx, &sid, &id, outcome)
+                    {
+                        tracing::warn!(error = %e, "cannot record the commit");
+                    }
+                    feature::set_session_status(tx, &sid, &SessionStatus::Idle)
+                })
+            })
+            .await;
+    }
+
+    /// Settle a run's entry; the session stays `running` until its commit
+    /// is recorded.
+    async fn write_outcome(&self, entry: &QueueEntry, outcome: Outcome) {
+        // Settled: there is nothing left to stop.
+        self.set_current(None);
+        tracing::info!(queue_entry = %entry.id, outcome = ?outcome, "run finished");
+        self.deps.metrics.agent_run(outcome.label());
+        let id = entry.id.clone();
+        let _ = self
+            .feature
+            .with_document_async(move |d| {
+                write(d, "run finished", |tx| apply_outcome(tx, &id, &outcome))
+            })
+            .await;
+    }
+
+    /// Upsert the run's messages and parts from `GET /session/{id}/message`
+    /// and keep the full tool outputs.
     async fn write_messages(&self, transcript: &DocHandle, msgs: &[Value], origin: &Origin) {
+        let (_, parts) = self.write_transcript(transcript, msgs, origin).await;
+        self.keep_outputs(&parts).await;
+    }
+
+    /// [`Worker::write_messages`]'s transcript half: the transcript's usage
+    /// totals after it (`None` if it is closed), and the parts whose full
+    /// outputs are still to keep.
+    async fn write_transcript(
+        &self,
+        transcript: &DocHandle,
+        msgs: &[Value],
+        origin: &Origin,
+    ) -> (Option<feature::Usage>, Vec<convert::ConvertedPart>) {
         let mut upserts = Vec::new();
         for m in msgs {
             let Some(info) = m.get("info") else { continue };
@@ -858,14 +983,11 @@ impl Worker {
                 .and_then(Value::as_array)
                 .map(|ps| ps.iter().filter_map(convert::part).collect())
                 .unwrap_or_default();
-            for p in &parts {
-                self.keep_output(p).await;
-            }
             upserts.push((message, parts));
         }
-        let _ = transcript
+        let (usage, upserts) = transcript
             .with_document_async(move |d| {
-                write(d, "agent messages", |tx| {
+                let _ = write(d, "agent messages", |tx| {
                     for (m, parts) in &upserts {
                         transcript::upsert_message(tx, m)?;
                         for p in parts {
@@ -873,9 +995,19 @@ impl Worker {
                         }
                     }
                     Ok(())
-                })
+                });
+                (Some(transcript::total_usage(d)), upserts)
             })
-            .await;
+            .await
+            .unwrap_or_default();
+        let parts = upserts.into_iter().flat_map(|(_, parts)| parts).collect();
+        (usage, parts)
+    }
+
+    async fn keep_outputs(&self, parts: &[convert::ConvertedPart]) {
+        for p in parts {
+            self.keep_output(p).await;
+        }
     }
 
     async fn write_user_message(&self, transcript: &DocHandle, origin: &Origin, text: &str) {
@@ -938,7 +1070,7 @@ impl Worker {
                     }
                 }
             }
-            self.sandbox = None;
+            self.forget_sandbox();
         }
         let backend = self.deps.backend.name().to_owned();
         self.take_slot(&backend).await?;
@@ -1125,9 +1257,53 @@ impl Worker {
 
     fn note_instance(&mut self, instance: String) {
         if self.instance.as_deref() != Some(instance.as_str()) {
-            // A new OpenCode process: its sessions must be checked again.
+            // A new OpenCode process: its sessions must be checked again,
+            // and the old one's event stream is dead.
             self.session_checked = false;
+            self.events = None;
             self.instance = Some(instance);
+        }
+    }
+
+    /// The sandbox is gone (stopped, died, hibernated): so are its
+    /// connections.
+    fn forget_sandbox(&mut self) {
+        self.sandbox = None;
+        self.client = None;
+        self.events = None;
+    }
+
+    /// The client of `sandbox`'s OpenCode, made once per sandbox.
+    fn client_for(&mut self, sandbox: &Sandbox) -> OpenCodeClient {
+        match &self.client {
+            Some((base, client)) if *base == sandbox.base_url => client.clone(),
+            _ => {
+                let client = OpenCodeClient::new(&sandbox.base_url, &sandbox.password);
+                self.client = Some((sandbox.base_url.clone(), client.clone()));
+                client
+            }
+        }
+    }
+
+    /// Keep a run's event stream for the next run of this OpenCode process.
+    fn keep_events(&mut self, events: Events) {
+        self.events = self.instance.clone().map(|i| (i, events));
+    }
+
+    /// The kept event stream, if it belongs to the running OpenCode and is
+    /// still open, with what arrived between runs dropped.
+    fn take_events(&mut self) -> Option<Events> {
+        let (instance, mut events) = self.events.take()?;
+        if self.instance.as_deref() != Some(instance.as_str()) {
+            return None;
+        }
+        loop {
+            match events.next().now_or_never() {
+                Some(Some(Ok(_))) => continue,
+                // Broken or ended: subscribe again.
+                Some(Some(Err(_)) | None) => return None,
+                None => return Some(events),
+            }
         }
     }
 
@@ -1230,6 +1406,11 @@ impl Worker {
     /// The OpenCode session and the transcript document, created on first
     /// use and remembered in SQLite.
     async fn ensure_session_and_transcript(&mut self) -> Result<(String, DocHandle), String> {
+        if let (Some(oc), Some(transcript)) = (&self.opencode_session, &self.transcript)
+            && self.session_checked
+        {
+            return Ok((oc.clone(), transcript.clone()));
+        }
         let sandbox = self.sandbox.clone().ok_or("no sandbox")?;
         let (stored_oc, stored_transcript) = self
             .deps
@@ -1240,7 +1421,7 @@ impl Worker {
         if self.opencode_session.is_none() {
             self.opencode_session = stored_oc;
         }
-        let client = OpenCodeClient::new(&sandbox.base_url, &sandbox.password);
+        let client = self.client_for(&sandbox);
         let dir = sandbox.workspace.to_string_lossy().into_owned();
         let oc = match &self.opencode_session {
             // Checked once per sandbox process: the check reads the whole
@@ -1348,6 +1529,25 @@ impl Worker {
             .await;
     }
 
+    /// The entry runs, and so does its session: one change.
+    async fn mark_running(&self, entry: &str) {
+        let (id, sid) = (entry.to_owned(), self.session_id.clone());
+        let _ = self
+            .feature
+            .with_document_async(move |d| {
+                write(d, "running", |tx| {
+                    let update =
+                        QueueUpdate::new(QueueStatus::Running, Writer::Server, unix_ms_now());
+                    // Cancelled meanwhile: the follower aborts the run.
+                    if let Err(e) = feature::set_queue_status(tx, &id, &update) {
+                        tracing::debug!(error = %e, "the entry cannot be marked running");
+                    }
+                    feature::set_session_status(tx, &sid, &SessionStatus::Running)
+                })
+            })
+            .await;
+    }
+
     async fn set_session_status(&self, status: SessionStatus) {
         let sid = self.session_id.clone();
         let _ = self
@@ -1390,6 +1590,84 @@ struct FollowState {
     stop_requested: bool,
     /// The entry's author set it to `cancelled` while it ran.
     client_cancelled: bool,
+    /// The newest answer to the run's prompt seen in the events: its id
+    /// and info.
+    answer: Option<(String, Value)>,
+    /// Events may have been missed: the stream broke, or the run was
+    /// prompted before this server subscribed.
+    stream_broken: bool,
+}
+
+impl FollowState {
+    /// Note an assistant message from a `message.updated` event if it
+    /// answers `prompt_id`.
+    fn note_answer(&mut self, info: &Value, prompt_id: &str) {
+        if info.get("role").and_then(Value::as_str) != Some("assistant")
+            || info.get("parentID").and_then(Value::as_str) != Some(prompt_id)
+        {
+            return;
+        }
+        let Some(id) = info.get("id").and_then(Value::as_str) else {
+            return;
+        };
+        if self
+            .answer
+            .as_ref()
+            .is_some_and(|(newest, _)| newest.as_str() > id)
+        {
+            return;
+        }
+        self.answer = Some((id.to_owned(), info.clone()));
+    }
+
+    /// The newest answer seen ends the run.
+    fn answer_settled(&self) -> bool {
+        self.answer.as_ref().is_some_and(|(_, info)| ends_run(info))
+    }
+
+    /// The events alone show the run done: every one of them arrived, the
+    /// newest answer completed without an error, nobody stopped it.
+    fn done_by_events(&self) -> bool {
+        !self.stream_broken
+            && !self.stop_requested
+            && !self.client_cancelled
+            && self.error.is_none()
+            && self
+                .answer
+                .as_ref()
+                .is_some_and(|(_, info)| ends_run(info) && info.get("error").is_none())
+    }
+}
+
+/// Whether an answer's info ends its run: it failed, or it completed with
+/// anything but a request to call tools (after which the agent goes on).
+fn ends_run(info: &Value) -> bool {
+    info.get("error").is_some()
+        || (info.pointer("/time/completed").is_some()
+            && info.get("finish").and_then(Value::as_str) != Some("tool-calls"))
+}
+
+/// How many of a session's newest messages are read after a run: a run
+/// with more steps than this reads the whole history instead.
+const RECENT_MESSAGES: usize = 24;
+
+/// The session's messages from the run's prompt on (and perhaps some
+/// before), without reading a long history when a short page has them.
+async fn run_messages(
+    client: &OpenCodeClient,
+    run: &Run,
+    dir: &str,
+) -> Result<Vec<Value>, OpenCodeError> {
+    let page = client
+        .recent_messages(&run.opencode_session, dir, RECENT_MESSAGES)
+        .await?;
+    let has_prompt = page
+        .iter()
+        .any(|m| m.pointer("/info/id").and_then(Value::as_str) == Some(&run.message_id));
+    if has_prompt || page.len() < RECENT_MESSAGES {
+        return Ok(page);
+    }
+    client.messages(&run.opencode_session, dir).await
 }
 
 /// The id of the text part of the user message `message_id`: derived, so a
@@ -1411,7 +1689,7 @@ enum RunState {
 /// without an answer is given a moment (the run may not have begun).
 async fn run_state(client: &OpenCodeClient, run: &Run, dir: &str) -> RunState {
     for _ in 0..5 {
-        let answered = match client.messages(&run.opencode_session, dir).await {
+        let answered = match run_messages(client, run, dir).await {
             Ok(msgs) => msgs
                 .iter()
                 .filter_map(|m| m.get("info"))
@@ -1419,11 +1697,7 @@ async fn run_state(client: &OpenCodeClient, run: &Run, dir: &str) -> RunState {
                     i.get("role").and_then(Value::as_str) == Some("assistant")
                         && i.get("parentID").and_then(Value::as_str) == Some(&run.message_id)
                 })
-                .is_some_and(|i| {
-                    i.get("error").is_some()
-                        || (i.pointer("/time/completed").is_some()
-                            && i.get("finish").and_then(Value::as_str) != Some("tool-calls"))
-                }),
+                .is_some_and(ends_run),
             // Unreachable: the liveness check decides whether it died.
             Err(_) => return RunState::Going,
         };
@@ -1462,7 +1736,7 @@ async fn session_exists(client: &OpenCodeClient, session: &str, dir: &str) -> bo
 /// The entry to work on next: one already in flight (after a restart), else
 /// the first queued one, in list order.
 fn next_entry(doc: &Automerge, session_id: &str) -> Option<QueueEntry> {
-    let entries: Vec<QueueEntry> = feature::queue_entries_with_objects(doc)
+    let entries: Vec<QueueEntry> = feature::open_queue_entries_with_objects(doc)
         .into_iter()
         .map(|(_, e)| e)
         .filter(|e| e.session_id == session_id)
@@ -1481,6 +1755,28 @@ fn next_entry(doc: &Automerge, session_id: &str) -> Option<QueueEntry> {
         .iter()
         .find(|e| e.status == QueueStatus::Queued)
         .cloned()
+}
+
+/// The entry whose commit is still to be recorded: the session says
+/// `running` while none of its entries is in flight (the server stopped
+/// between a run's outcome and its commit). It is the session's last entry
+/// that ran.
+pub(super) fn unfinished_wrap_up(doc: &Automerge, session_id: &str) -> Option<QueueEntry> {
+    if feature::read_session(doc, session_id)?.status != SessionStatus::Running {
+        return None;
+    }
+    let open = feature::open_queue_entries_with_objects(doc);
+    if open.iter().any(|(_, e)| {
+        e.session_id == session_id
+            && matches!(e.status, QueueStatus::Dispatched | QueueStatus::Running)
+    }) {
+        return None;
+    }
+    feature::queue_entries_with_objects(doc)
+        .into_iter()
+        .map(|(_, e)| e)
+        .filter(|e| e.session_id == session_id && e.started_at.is_some() && e.status.is_terminal())
+        .max_by_key(|e| e.finished_at.unwrap_or_default())
 }
 
 /// Whether every session `session_id` depends on is `completed` (unknown

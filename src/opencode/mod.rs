@@ -203,7 +203,30 @@ impl OpenCodeClient {
         session: &str,
         directory: &str,
     ) -> Result<Vec<Value>, OpenCodeError> {
-        let path = format!("/session/{session}/message");
+        self.message_list(session, directory, None).await
+    }
+
+    /// `GET /session/{id}/message?limit=N`: the newest `limit` messages,
+    /// oldest first. Cheap however long the session is.
+    pub async fn recent_messages(
+        &self,
+        session: &str,
+        directory: &str,
+        limit: usize,
+    ) -> Result<Vec<Value>, OpenCodeError> {
+        self.message_list(session, directory, Some(limit)).await
+    }
+
+    async fn message_list(
+        &self,
+        session: &str,
+        directory: &str,
+        limit: Option<usize>,
+    ) -> Result<Vec<Value>, OpenCodeError> {
+        let path = match limit {
+            Some(n) => format!("/session/{session}/message?limit={n}"),
+            None => format!("/session/{session}/message"),
+        };
         match self
             .json(self.http.get(self.url(&path, Some(directory))))
             .await?
@@ -270,7 +293,7 @@ impl OpenCodeClient {
         &self,
         directory: &str,
     ) -> Result<
-        impl Stream<Item = Result<Event, OpenCodeError>> + Send + 'static + use<>,
+        impl Stream<Item = Result<Event, OpenCodeError>> + Send + Sync + 'static + use<>,
         OpenCodeError,
     > {
         let resp = self

@@ -2,7 +2,7 @@
 //! ([`canopy_protocol::sidecar`]): which OpenCode process runs now, and the
 //! commit after each prompt.
 
-use std::time::Duration;
+use std::{sync::LazyLock, time::Duration};
 
 use canopy_protocol::sidecar::{ClaimRequest, CommitOutcome, CommitRequest, SidecarStatus};
 
@@ -22,12 +22,30 @@ pub enum SidecarError {
     },
 }
 
-fn http(timeout: Duration) -> reqwest::Client {
+/// One client for every sidecar: its pool keeps the loopback connections
+/// warm between calls (a run asks a sidecar every second), and a client is
+/// not free to build. Each call sets its own timeout.
+static HTTP: LazyLock<reqwest::Client> = LazyLock::new(|| {
     reqwest::Client::builder()
-        .timeout(timeout)
         .connect_timeout(Duration::from_secs(2))
         .build()
         .unwrap_or_default()
+});
+
+struct Call(Duration);
+
+impl Call {
+    fn get(&self, url: String) -> reqwest::RequestBuilder {
+        HTTP.get(url).timeout(self.0)
+    }
+
+    fn post(&self, url: String) -> reqwest::RequestBuilder {
+        HTTP.post(url).timeout(self.0)
+    }
+}
+
+fn http(timeout: Duration) -> Call {
+    Call(timeout)
 }
 
 async fn answer<T: serde::de::DeserializeOwned>(

@@ -1127,3 +1127,64 @@ fn random_arrival_order_stays_sorted() {
     }
     assert_eq!(doc.pending_ops(), 0);
 }
+
+#[test]
+fn total_usage_sums_assistant_messages_once_each() {
+    let mut doc = sample();
+    assert_eq!(
+        transcript::total_usage(&doc),
+        Usage {
+            input_tokens: 1200,
+            output_tokens: 340,
+            cost_usd: 0.0125,
+        }
+    );
+    edit(&mut doc, |tx| {
+        transcript::upsert_message(
+            tx,
+            &MessageUpsert {
+                usage: Some(Usage {
+                    input_tokens: 10,
+                    output_tokens: 5,
+                    cost_usd: 0.5,
+                }),
+                ..msg("msg_003", Role::Assistant)
+            },
+        )?;
+        // A user message never counts, whatever it carries.
+        transcript::upsert_message(
+            tx,
+            &MessageUpsert {
+                usage: Some(Usage {
+                    input_tokens: 1_000_000,
+                    output_tokens: 1,
+                    cost_usd: 9.0,
+                }),
+                ..msg("msg_004", Role::User)
+            },
+        )
+    })
+    .unwrap();
+    let total = transcript::total_usage(&doc);
+    assert_eq!(total.input_tokens, 1210);
+    assert_eq!(total.output_tokens, 345);
+    assert!((total.cost_usd - 0.5125).abs() < 1e-9);
+    // A second copy of msg_003 (a concurrent insert elsewhere) counts once.
+    let messages = match doc.get(ROOT, "messages").unwrap() {
+        Some((Value::Object(ObjType::List), id)) => id,
+        other => panic!("messages: {other:?}"),
+    };
+    let mut tx = doc.transaction();
+    let dup = tx.insert_object(&messages, 0, ObjType::Map).unwrap();
+    tx.put(&dup, "id", "msg_003").unwrap();
+    tx.put(&dup, "role", "assistant").unwrap();
+    let u = tx.put_object(&dup, "usage", ObjType::Map).unwrap();
+    tx.put(&u, "input_tokens", 99_i64).unwrap();
+    tx.commit();
+    // The first copy in the list is the one read, as everywhere else: the
+    // inserted one, without output tokens or cost.
+    let total = transcript::total_usage(&doc);
+    assert_eq!(total.input_tokens, 1200 + 99);
+    assert_eq!(total.output_tokens, 340);
+    assert!((total.cost_usd - 0.0125).abs() < 1e-9);
+}

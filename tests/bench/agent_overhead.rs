@@ -48,7 +48,7 @@ use canopy::{
 };
 use canopy_protocol::{
     ChangeMeta,
-    feature::{self, NewQueueEntry, QueueStatus},
+    feature::{self, NewQueueEntry, QueueStatus, SessionStatus},
 };
 use futures::StreamExt;
 use samod::{BackoffConfig, DocHandle, DocumentId, PeerId, Repo};
@@ -380,6 +380,7 @@ struct Canopy {
     writer: Peer,
     watcher: Peer,
     writer_doc: DocHandle,
+    watcher_doc: DocHandle,
     /// Status changes on the watcher's replica and on the server's own.
     at_watcher: mpsc::UnboundedReceiver<Transition>,
     at_server: mpsc::UnboundedReceiver<Transition>,
@@ -451,7 +452,7 @@ impl Canopy {
         .unwrap()
         .unwrap();
         let (tracked, follow) = watch::channel(None);
-        let (at_watcher, t1) = watch_queue(watcher_doc, follow.clone());
+        let (at_watcher, t1) = watch_queue(watcher_doc.clone(), follow.clone());
         let (at_server, t2) = watch_queue(server_doc, follow);
         Canopy {
             server,
@@ -460,6 +461,7 @@ impl Canopy {
             writer,
             watcher,
             writer_doc,
+            watcher_doc,
             at_watcher,
             at_server,
             tracked,
@@ -535,12 +537,36 @@ impl Canopy {
                 signed_ms(finished, on_server("done")),
             ),
             ("sync out", signed_ms(on_server("done"), done_at_watcher)),
+            (
+                "model to commit at watcher",
+                signed_ms(finished, self.until_idle().await),
+            ),
         ]);
         Sample {
             a: signed_ms(t0, received),
             b: signed_ms(finished, done_at_watcher),
             parts,
         }
+    }
+
+    /// When the watcher's replica shows the session `idle` again: the run's
+    /// commit is recorded with it, after `done`. Polled (1 ms), so it is
+    /// reported, not part of A or B; the next run starts after it, as the
+    /// worker's next prompt would.
+    async fn until_idle(&self) -> Instant {
+        let sid = self.session_id.clone();
+        within("the session is idle again", async {
+            loop {
+                let status = self.watcher_doc.with_document(|d: &mut Automerge| {
+                    feature::read_session(d, &sid).map(|s| s.status)
+                });
+                if status.is_some_and(|s| s != SessionStatus::Running) {
+                    return Instant::now();
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
     }
 
     async fn stop(self) {
@@ -746,6 +772,10 @@ fn report(direct: &[Sample], canopy: &[Sample], chunks: usize, measured: Duratio
         (
             "sync out",
             "B: `done` on the server → `done` on the watcher's replica",
+        ),
+        (
+            "model to commit at watcher",
+            "after B: model's last chunk → the commit recorded and the session `idle` at the watcher (polled)",
         ),
     ];
     let mut split = Vec::new();

@@ -8,7 +8,7 @@ use automerge::{ROOT, ReadDoc, transaction::Transactable};
 use canopy::{devmodel::DevModel, server::RunningServer};
 use canopy_protocol::{
     ephemeral::Ephemeral,
-    feature::{self, FeatureDoc, QueueStatus},
+    feature::{self, FeatureDoc, QueueStatus, SessionStatus},
     transcript::{self, PartKind, Role, ToolState, TranscriptDoc},
 };
 use futures::StreamExt;
@@ -292,6 +292,13 @@ async fn a_prompt_queued_over_sync_runs_and_streams_to_everyone() {
     sorted.dedup();
     assert_eq!(ids, sorted);
 
+    // The commit follows the outcome: the session is idle again with it.
+    until("the run's commit is recorded", async || {
+        let doc = read(&fb);
+        entry(&doc, &id).commit.is_some()
+            && doc.sessions[&w.session_id].status == SessionStatus::Idle
+    })
+    .await;
     let doc = read(&fb);
     let session = &doc.sessions[&w.session_id];
     assert!(
@@ -300,6 +307,21 @@ async fn a_prompt_queued_over_sync_runs_and_streams_to_everyone() {
     );
     assert_eq!(session.sandbox.as_ref().unwrap().backend, "local");
     assert!(entry(&doc, &id).started_at.is_some() && entry(&doc, &id).finished_at.is_some());
+
+    // What a server that stopped between a run's outcome and its commit
+    // leaves behind: `running` with nothing in flight. It is wrapped up
+    // (committed, `idle`) without anyone queueing.
+    fa.with_document(|d| {
+        d.transact_with(
+            |_| canopy_protocol::ChangeMeta::now("left running").commit_options(),
+            |tx| feature::set_session_status(tx, &w.session_id, &SessionStatus::Running),
+        )
+        .unwrap();
+    });
+    until("the unfinished wrap-up is finished", async || {
+        read(&fb).sessions[&w.session_id].status == SessionStatus::Idle
+    })
+    .await;
 
     a.stop().await;
     b.stop().await;

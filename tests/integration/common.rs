@@ -669,3 +669,48 @@ pub async fn enqueue(base: &str, feature_id: &str, session_id: &str, text: &str)
         .unwrap()
         .to_owned()
 }
+
+/// How long a test waits for agent work: a sandbox start (a container on
+/// a loaded machine), then a few model round trips.
+pub const AGENT_PATIENCE: Duration = Duration::from_secs(180);
+
+/// Poll `check` every 100 ms until it returns a value.
+pub async fn until_some<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    tokio::time::timeout(AGENT_PATIENCE, async {
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out after {AGENT_PATIENCE:?}: {what}"))
+}
+
+/// Wait until queue entry `entry` has settled and its run is wrapped up:
+/// the session no longer runs it (the server writes `idle` with the run's
+/// commit, after the outcome), or it runs a later entry already.
+pub async fn settled(
+    base: &str,
+    feature_id: &str,
+    entry: &str,
+) -> canopy_protocol::feature::QueueEntry {
+    use canopy_protocol::feature::{QueueStatus, SessionStatus};
+    until_some(&format!("entry {entry} settles"), async || {
+        let doc = document(base, feature_id).await;
+        let found = doc
+            .queue
+            .iter()
+            .find(|e| e.id == entry && e.status.is_terminal())?;
+        let session = doc.sessions.get(&found.session_id);
+        let wrapped_up = session.is_none_or(|s| s.status != SessionStatus::Running)
+            || doc.queue.iter().any(|e| {
+                e.session_id == found.session_id
+                    && e.id != entry
+                    && matches!(e.status, QueueStatus::Dispatched | QueueStatus::Running)
+            });
+        wrapped_up.then(|| found.clone())
+    })
+    .await
+}

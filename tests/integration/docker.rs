@@ -5,7 +5,7 @@
 //! Without a Docker daemon these tests say so and pass, unless
 //! `CANOPY_REQUIRE_DOCKER=1` (CI sets it): then they fail.
 
-use std::{path::Path, process::Command, sync::OnceLock, time::Duration};
+use std::{path::Path, process::Command, sync::OnceLock};
 
 use canopy::{config::SandboxKind, server::RunningServer};
 use canopy_protocol::{
@@ -17,9 +17,6 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::common::*;
-
-/// A cold container start, OpenCode's start, a few model round trips.
-const PATIENCE: Duration = Duration::from_secs(180);
 
 /// Docker tests share two cores with the rest of the suite: one at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -197,33 +194,6 @@ impl World {
     }
 }
 
-async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            if let Some(v) = check().await {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out after {PATIENCE:?}: {what}"))
-}
-
-async fn settled(
-    base: &str,
-    feature_id: &str,
-    entry: &str,
-) -> canopy_protocol::feature::QueueEntry {
-    eventually(&format!("entry {entry} settles"), async || {
-        let doc = document(base, feature_id).await;
-        doc.queue
-            .into_iter()
-            .find(|e| e.id == entry && e.status.is_terminal())
-    })
-    .await
-}
-
 async fn run_ok(base: &str, feature_id: &str, session_id: &str, text: &str) {
     let id = enqueue(base, feature_id, session_id, text).await;
     let entry = settled(base, feature_id, &id).await;
@@ -395,7 +365,7 @@ async fn a_prompt_runs_in_a_locked_down_container_and_commits_as_its_author() {
         std::fs::read_dir("/usr/local/bin").unwrap().count(),
         host_before
     );
-    eventually("the agent saw its writes refused", async || {
+    until_some("the agent saw its writes refused", async || {
         let transcript = t.with_document(|d| transcript::read(d).unwrap());
         let outputs: Vec<String> = transcript
             .messages
@@ -505,7 +475,7 @@ async fn a_killed_server_adopts_its_containers_and_removes_orphans() {
 
     let server = ServerProcess::start(dir.path(), &flags).await;
     let base = server.url.clone();
-    eventually("the orphan is removed", async || {
+    until_some("the orphan is removed", async || {
         (!objects.containers(true).contains(&ghost_name)).then_some(())
     })
     .await;
@@ -543,7 +513,7 @@ async fn an_idle_sandbox_is_snapshotted_and_the_next_prompt_restores_it() {
     run_ok(&base, &fid, &sid, "write keep.txt: kept across a snapshot").await;
 
     let snapshot = format!("canopy-snapshot:{sid}");
-    eventually("the idle sandbox is hibernated", async || {
+    until_some("the idle sandbox is hibernated", async || {
         let doc = document(&base, &fid).await;
         let state = doc.sessions[&sid].sandbox.as_ref()?.state.clone();
         (state == "hibernated").then_some(())
@@ -586,7 +556,7 @@ async fn a_new_session_claims_a_warm_container_and_the_pool_refills() {
         return;
     };
     let (base, objects) = (w.base.clone(), &w.objects);
-    let pooled = eventually("two warm containers", async || {
+    let pooled = until_some("two warm containers", async || {
         let p = objects.pooled();
         (p.len() == 2).then_some(p)
     })
@@ -609,7 +579,7 @@ async fn a_new_session_claims_a_warm_container_and_the_pool_refills() {
         exec(&container, "cat /sandbox/workspace/warm.txt"),
         "claimed"
     );
-    eventually("the pool refills", async || {
+    until_some("the pool refills", async || {
         let p = objects.pooled();
         (p.len() == 2 && !p.contains(&container)).then_some(())
     })
@@ -702,7 +672,7 @@ async fn without_docker_documents_are_served_and_prompts_wait_until_it_returns()
     )
     .await;
     // The session shows why nothing runs; the prompt stays queued.
-    let detail = eventually("the session shows the Docker error", async || {
+    let detail = until_some("the session shows the Docker error", async || {
         let doc = document(&base, &fid).await;
         let sandbox = doc.sessions[&sid].sandbox.clone()?;
         (sandbox.state == "failed").then_some(sandbox.detail?)

@@ -211,6 +211,15 @@ async fn the_opencode_client_runs_a_prompt_and_follows_its_events() {
             .iter()
             .any(|m| m["info"]["role"] == "assistant" && m["info"]["finish"] == "stop")
     );
+    // A page of the newest: the same last messages, in the same order.
+    assert!(messages.len() >= 3, "{messages:?}");
+    let recent = client.recent_messages(&session, &dir, 2).await.unwrap();
+    let ids = |ms: &[serde_json::Value]| {
+        ms.iter()
+            .map(|m| m["info"]["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&recent), ids(&messages[messages.len() - 2..]));
     let changed = client.vcs_status(&dir).await.unwrap();
     assert!(
         changed

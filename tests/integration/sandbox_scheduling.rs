@@ -12,21 +12,6 @@ use canopy_protocol::{
 
 use crate::common::*;
 
-const PATIENCE: Duration = Duration::from_secs(150);
-
-async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            if let Some(v) = check().await {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out after {PATIENCE:?}: {what}"))
-}
-
 async fn status_of(base: &str, feature_id: &str, entry: &str) -> QueueStatus {
     let doc = document(base, feature_id).await;
     doc.queue
@@ -37,11 +22,7 @@ async fn status_of(base: &str, feature_id: &str, entry: &str) -> QueueStatus {
 }
 
 async fn until_done(base: &str, feature_id: &str, entry: &str) {
-    let status = eventually(&format!("{entry} settles"), async || {
-        let s = status_of(base, feature_id, entry).await;
-        s.is_terminal().then_some(s)
-    })
-    .await;
+    let status = settled(base, feature_id, entry).await.status;
     assert_eq!(status, QueueStatus::Done, "{entry}");
 }
 
@@ -73,7 +54,7 @@ async fn starts_beyond_the_sandbox_limit_wait_and_the_session_says_so() {
 
     // A's sandbox stays up (idle), holding the only slot: B waits.
     let second = enqueue(&base, &fid, &b, "write b.txt: second").await;
-    let detail = eventually("B says it waits for a sandbox", async || match sandbox_of(
+    let detail = until_some("B says it waits for a sandbox", async || match sandbox_of(
         &base, &fid, &b,
     )
     .await?
@@ -135,7 +116,7 @@ async fn typing_warms_a_sandbox_and_an_idle_one_hibernates_until_the_next_prompt
     vera_doc.broadcast(typing(&viewer, &watched));
     tokio::time::sleep(Duration::from_millis(200)).await;
     handle.broadcast(typing(&me, &typed));
-    let (state, _) = eventually("typing starts the sandbox", async || {
+    let (state, _) = until_some("typing starts the sandbox", async || {
         let s = sandbox_of(&base, &fid, &typed).await?;
         (s.0 == "running").then_some(s)
     })
@@ -154,7 +135,7 @@ async fn typing_warms_a_sandbox_and_an_idle_one_hibernates_until_the_next_prompt
     );
 
     // Nobody prompts: it hibernates.
-    let detail = eventually("the idle sandbox hibernates", async || {
+    let detail = until_some("the idle sandbox hibernates", async || {
         match sandbox_of(&base, &fid, &typed).await? {
             (state, Some(detail)) if state == "hibernated" => Some(detail),
             _ => None,

@@ -22,22 +22,6 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 
-/// A run takes a sandbox start (seconds) and a few model round trips.
-const PATIENCE: Duration = Duration::from_secs(150);
-
-async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            if let Some(v) = check().await {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out after {PATIENCE:?}: {what}"))
-}
-
 fn sandbox_dir(data: &Path, session_id: &str) -> PathBuf {
     data.join("sandboxes").join(session_id)
 }
@@ -64,16 +48,6 @@ async fn enqueue_as(
         .as_str()
         .unwrap()
         .to_owned()
-}
-
-async fn until_settled(base: &str, feature_id: &str, entry: &str) -> feature::QueueEntry {
-    eventually(&format!("entry {entry} settles"), async || {
-        let doc = document(base, feature_id).await;
-        doc.queue
-            .into_iter()
-            .find(|e| e.id == entry && e.status.is_terminal())
-    })
-    .await
 }
 
 /// A server running agents in local sandboxes against its own scripted
@@ -107,7 +81,7 @@ impl Agents {
 }
 
 async fn until_running(base: &str, feature_id: &str, entry: &str) {
-    eventually(&format!("entry {entry} runs"), async || {
+    until_some(&format!("entry {entry} runs"), async || {
         let doc = document(base, feature_id).await;
         doc.queue
             .iter()
@@ -160,12 +134,9 @@ async fn a_learning_reaches_people_and_sibling_agents() {
     let mut ephemera = watched.ephemera();
     // Session B is up first, so its context file exists.
     let warm = enqueue_as(TOKEN, &base, &fid, &b, "hello").await;
-    assert_eq!(
-        until_settled(&base, &fid, &warm).await.status,
-        QueueStatus::Done
-    );
+    assert_eq!(settled(&base, &fid, &warm).await.status, QueueStatus::Done);
     // B's sidecar says it is alive, without touching the document's history.
-    let beat = eventually("a heartbeat from B's sidecar", async || {
+    let beat = until_some("a heartbeat from B's sidecar", async || {
         let bytes = tokio::time::timeout(Duration::from_secs(1), ephemera.next())
             .await
             .ok()??;
@@ -195,7 +166,7 @@ async fn a_learning_reaches_people_and_sibling_agents() {
         ),
     )
     .await;
-    let got = eventually("the learning reaches the second client", async || {
+    let got = until_some("the learning reaches the second client", async || {
         read(&watched)
             .learnings
             .into_iter()
@@ -205,13 +176,10 @@ async fn a_learning_reaches_people_and_sibling_agents() {
     assert_eq!(got.author, format!("agent:{a}"));
     assert_eq!(got.from_session.as_deref(), Some(a.as_str()));
     assert_eq!(got.files, vec!["src/api.rs".to_owned()]);
-    assert_eq!(
-        until_settled(&base, &fid, &call).await.status,
-        QueueStatus::Done
-    );
+    assert_eq!(settled(&base, &fid, &call).await.status, QueueStatus::Done);
     // In session B's context file, rewritten by B's sidecar.
     let file = context_file(dir, &b);
-    eventually("session B's context file has the learning", async || {
+    until_some("session B's context file has the learning", async || {
         std::fs::read_to_string(&file)
             .ok()
             .filter(|t| t.contains(learning))
@@ -220,10 +188,7 @@ async fn a_learning_reaches_people_and_sibling_agents() {
     // And B's next prompt carries it to the model.
     let mut received = m.model.subscribe();
     let next = enqueue_as(TOKEN, &base, &fid, &b, "what do we know?").await;
-    assert_eq!(
-        until_settled(&base, &fid, &next).await.status,
-        QueueStatus::Done
-    );
+    assert_eq!(settled(&base, &fid, &next).await.status, QueueStatus::Done);
     let mut carried = false;
     while let Ok(r) = received.try_recv() {
         if r.with_tools && r.prompt.contains("what do we know?") {
@@ -290,7 +255,7 @@ async fn the_agent_keeps_working_while_the_server_is_away() {
     // While the server is away the sidecar keeps working: the agent's writes
     // land in its replica and in the context file.
     let file = context_file(dir.path(), &sid);
-    eventually("the sidecar records the work offline", async || {
+    until_some("the sidecar records the work offline", async || {
         std::fs::read_to_string(&file).ok().filter(|t| {
             t.contains("learned offline one")
                 && t.contains("learned offline two")
@@ -304,7 +269,7 @@ async fn the_agent_keeps_working_while_the_server_is_away() {
     let base = server.url.clone();
     let log = sandbox_dir(dir.path(), &sid).join("sidecar.log");
     let _show = ShowOnPanic(log);
-    let doc = eventually("all three arrive", async || {
+    let doc = until_some("all three arrive", async || {
         let doc = document(&base, &fid).await;
         (doc.learnings.len() >= 2 && !doc.decisions.is_empty()).then_some(doc)
     })
@@ -316,7 +281,7 @@ async fn the_agent_keeps_working_while_the_server_is_away() {
     assert_eq!(doc.decisions.len(), 1);
     assert_eq!(doc.decisions[0].decision, "decided offline");
     assert_eq!(doc.decisions[0].author, format!("agent:{sid}"));
-    let settled = until_settled(&base, &fid, &entry).await;
+    let settled = settled(&base, &fid, &entry).await;
     assert_eq!(settled.status, QueueStatus::Done, "{settled:?}");
     // Still once each after the run settled.
     let doc = document(&base, &fid).await;
@@ -389,8 +354,8 @@ async fn two_peoples_prompts_become_two_attributed_commits() {
         "write bob.txt: from bob\nmore words",
     )
     .await;
-    let first = until_settled(&base, &fid, &first).await;
-    let second = until_settled(&base, &fid, &second).await;
+    let first = settled(&base, &fid, &first).await;
+    let second = settled(&base, &fid, &second).await;
     assert_eq!(first.status, QueueStatus::Done, "{first:?}");
     assert_eq!(second.status, QueueStatus::Done, "{second:?}");
     let workspace = sandbox_dir(dir, &sid).join("workspace");
@@ -425,7 +390,7 @@ async fn two_peoples_prompts_become_two_attributed_commits() {
     assert_eq!(files(lines[0][0]).await.trim(), "bob.txt");
     assert_eq!(files(lines[1][0]).await.trim(), "admin.txt");
     // The entries carry their commits; the session its files, branch, head.
-    let doc = eventually("the commits are recorded", async || {
+    let doc = until_some("the commits are recorded", async || {
         let doc = document(&base, &fid).await;
         let done = doc.queue.iter().filter(|e| e.commit.is_some()).count();
         (done == 2).then_some(doc)
@@ -474,7 +439,7 @@ async fn a_killed_opencode_is_restarted_by_the_sidecar() {
         .status()
         .unwrap();
     assert!(killed.success());
-    let e = until_settled(&base, &fid, &slow).await;
+    let e = settled(&base, &fid, &slow).await;
     assert_eq!(e.status, QueueStatus::Failed);
     assert!(
         e.error
@@ -483,7 +448,7 @@ async fn a_killed_opencode_is_restarted_by_the_sidecar() {
             .contains("stopped during the run"),
         "{e:?}"
     );
-    let e = until_settled(&base, &fid, &after).await;
+    let e = settled(&base, &fid, &after).await;
     assert_eq!(e.status, QueueStatus::Done, "{e:?}");
     let workspace = sandbox_dir(dir, &sid).join("workspace");
     assert_eq!(
@@ -502,7 +467,7 @@ async fn a_killed_opencode_is_restarted_by_the_sidecar() {
     let log = std::fs::read_to_string(sandbox_dir(dir, &sid).join("sidecar.log")).unwrap();
     assert!(log.contains("OpenCode stopped; restarting it"), "{log}");
     // Operators see it: the heartbeats report the restart.
-    eventually("the restart reaches the metrics", async || {
+    until_some("the restart reaches the metrics", async || {
         let n = metric(&base, "canopy_opencode_restarts_total").await;
         (n >= 1.0).then_some(())
     })
@@ -661,11 +626,8 @@ async fn a_requested_session_starts_once_its_dependency_is_completed() {
         ),
     )
     .await;
-    assert_eq!(
-        until_settled(&base, &fid, &ask).await.status,
-        QueueStatus::Done
-    );
-    let (b, session) = eventually("the requested session appears", async || {
+    assert_eq!(settled(&base, &fid, &ask).await.status, QueueStatus::Done);
+    let (b, session) = until_some("the requested session appears", async || {
         let doc = document(&base, &fid).await;
         doc.sessions
             .into_iter()
@@ -680,10 +642,7 @@ async fn a_requested_session_starts_once_its_dependency_is_completed() {
     let waiting = enqueue_as(TOKEN, &base, &fid, &b, "write docs.txt: the docs").await;
     // Session A keeps working meanwhile; B's prompt waits for A.
     let more = enqueue_as(TOKEN, &base, &fid, &a, "write api.txt: the api").await;
-    assert_eq!(
-        until_settled(&base, &fid, &more).await.status,
-        QueueStatus::Done
-    );
+    assert_eq!(settled(&base, &fid, &more).await.status, QueueStatus::Done);
     let doc = document(&base, &fid).await;
     let e = doc.queue.iter().find(|e| e.id == waiting).unwrap();
     assert_eq!(e.status, QueueStatus::Queued, "it did not wait: {e:?}");
@@ -696,7 +655,7 @@ async fn a_requested_session_starts_once_its_dependency_is_completed() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
-    let e = until_settled(&base, &fid, &waiting).await;
+    let e = settled(&base, &fid, &waiting).await;
     assert_eq!(e.status, QueueStatus::Done, "{e:?}");
     assert!(sandbox_dir(dir, &b).join("workspace/docs.txt").exists());
     let doc = document(&base, &fid).await;
@@ -773,10 +732,7 @@ async fn malformed_tool_calls_get_tool_errors_and_the_document_stays_valid() {
         &format!("tool canopy_add_learning {}", json!({"text": 5})),
     )
     .await;
-    assert_eq!(
-        until_settled(&base, &fid, &bad).await.status,
-        QueueStatus::Done
-    );
+    assert_eq!(settled(&base, &fid, &bad).await.status, QueueStatus::Done);
     // Directly, as OpenCode talks to it: bigger and stranger inputs.
     let (url, auth) = mcp_endpoint(dir, &sid);
     let (init, session) = mcp(
@@ -837,7 +793,7 @@ async fn malformed_tool_calls_get_tool_errors_and_the_document_stays_valid() {
     )
     .await;
     assert_ne!(ok["result"]["isError"], true, "{ok}");
-    let doc = eventually("the good learning arrives", async || {
+    let doc = until_some("the good learning arrives", async || {
         let doc = document(&base, &fid).await;
         (!doc.learnings.is_empty()).then_some(doc)
     })
@@ -961,7 +917,7 @@ impl TestSidecar {
         let log = std::fs::File::create(&log_path).unwrap();
         command.stdout(log.try_clone().unwrap()).stderr(log);
         let child = command.spawn().unwrap();
-        let addr = eventually("the sidecar writes its address", async || {
+        let addr = until_some("the sidecar writes its address", async || {
             std::fs::read_to_string(state.join("sidecar.addr"))
                 .ok()
                 .filter(|a| a.parse::<std::net::SocketAddr>().is_ok())
@@ -972,7 +928,7 @@ impl TestSidecar {
             control: format!("http://{addr}"),
             _log: ShowOnPanic(log_path),
         };
-        eventually("the control API answers", async || {
+        until_some("the control API answers", async || {
             sidecar.try_status().await
         })
         .await;
@@ -1115,7 +1071,7 @@ async fn a_pooled_sidecar_runs_opencode_before_it_is_claimed() {
     let sidecar = TestSidecar::start(command, &scratch).await;
 
     // Unbound, OpenCode up.
-    let before = eventually("OpenCode is up before any claim", async || {
+    let before = until_some("OpenCode is up before any claim", async || {
         let s = sidecar.status().await;
         (s.opencode.phase == "up").then_some(s)
     })
@@ -1180,7 +1136,7 @@ async fn a_pooled_sidecar_runs_opencode_before_it_is_claimed() {
     assert_eq!(sidecar.status().await.session_id, sid);
 
     // The sidecar reports the session ready in the document.
-    let session = eventually("the sidecar writes ready", async || {
+    let session = until_some("the sidecar writes ready", async || {
         let doc = document(&base, &fid).await;
         let s = doc.sessions.get(&sid)?.clone();
         let ready = s.status == SessionStatus::Ready
@@ -1204,7 +1160,7 @@ async fn a_pooled_sidecar_runs_opencode_before_it_is_claimed() {
     )
     .await;
     assert_ne!(ok["result"]["isError"], true, "{ok}");
-    let got = eventually("the learning reaches the server", async || {
+    let got = until_some("the learning reaches the server", async || {
         document(&base, &fid)
             .await
             .learnings
@@ -1213,7 +1169,7 @@ async fn a_pooled_sidecar_runs_opencode_before_it_is_claimed() {
     })
     .await;
     assert_eq!(got.author, format!("agent:{sid}"));
-    let after = eventually("the replica is loaded and connected", async || {
+    let after = until_some("the replica is loaded and connected", async || {
         let s = sidecar.status().await;
         (s.replica_loaded && s.connected).then_some(s)
     })
@@ -1339,7 +1295,7 @@ async fn claims_are_checked_and_only_one_wins() {
     assert_eq!(code, 409, "{err}");
     assert_eq!(err["error"]["code"], "already_claimed");
     assert_eq!(sidecar.status().await.session_id, winner.session_id);
-    eventually("the claimed sidecar loads the document", async || {
+    until_some("the claimed sidecar loads the document", async || {
         let s = sidecar.status().await;
         (s.replica_loaded && s.connected).then_some(())
     })

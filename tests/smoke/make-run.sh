@@ -82,10 +82,14 @@ entry=$(curl -fsS "${auth[@]}" -X POST "$base/api/features/$fid/queue" -H 'conte
 eid=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' <<<"$entry")
 status=""
 for _ in $(seq 1 600); do
+  # The entry settles first; the session is idle again once the run's
+  # commit is recorded.
   status=$(curl -fsS "${auth[@]}" "$base/api/features/$fid" | python3 -c '
 import json, sys
 doc = json.load(sys.stdin)["document"]
-print(next(e["status"] for e in doc["queue"] if e["id"] == sys.argv[1]))' "$eid")
+entry = next(e for e in doc["queue"] if e["id"] == sys.argv[1])
+session = doc["sessions"][entry["session_id"]]
+print(entry["status"] if session["status"] != "running" else "wrapping-up")' "$eid")
   [[ "$status" == done || "$status" == failed || "$status" == rejected ]] && break
   sleep 0.5
 done

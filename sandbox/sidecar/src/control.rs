@@ -319,43 +319,15 @@ async fn commit(State(c): State<Control>, body: axum::body::Bytes) -> Response {
         let sid = session_id;
         let o: CommitOutcome = outcome.clone();
         let written = replica
-            .write("agent: commit", move |tx| record(tx, &sid, &entry, &o))
+            .write("agent: commit", move |tx| {
+                feature::record_commit(tx, &sid, &entry, &o)
+            })
             .await;
         if let Err(e) = written {
             tracing::warn!(error = %e, "cannot record the commit in the document");
         }
     }
     Json(outcome).into_response()
-}
-
-/// The commit id on the entry; files changed, branch and head on the
-/// session.
-fn record<T: automerge::transaction::Transactable>(
-    tx: &mut T,
-    session_id: &str,
-    entry: &str,
-    o: &CommitOutcome,
-) -> Result<(), canopy_protocol::SchemaError> {
-    if let Some(commit) = &o.commit {
-        // The entry may be unknown to a replica that lags; the commit is
-        // still in git and the session state below still moves on.
-        let _ = feature::set_queue_commit(tx, entry, commit);
-    }
-    feature::set_session_files_changed(tx, session_id, &o.files_changed)?;
-    let current = feature::read_session(&*tx, session_id).and_then(|s| s.sandbox);
-    let sandbox = feature::Sandbox {
-        branch: o.branch.clone(),
-        head: o.head.clone(),
-        ..current.unwrap_or_else(|| feature::Sandbox {
-            backend: String::new(),
-            state: "running".into(),
-            workspace_ready: true,
-            branch: None,
-            head: None,
-            detail: None,
-        })
-    };
-    feature::set_session_sandbox(tx, session_id, Some(&sandbox))
 }
 
 #[cfg(test)]

@@ -114,18 +114,20 @@ pub enum GitError {
 
 /// Record where the session starts: point [`BASE_REF`] at HEAD unless it
 /// already exists (a restarted sidecar keeps the first base). A repository
-/// without commits gets no base, which means the empty tree.
+/// without commits gets the empty tree as its base, so a sidecar restarted
+/// after the first commits still counts them.
 pub async fn mark_base(workspace: &Path) -> Result<(), GitError> {
-    if resolve(workspace, BASE_REF).await?.is_some() {
+    if rev(workspace, BASE_REF).await?.is_some() {
         return Ok(());
     }
-    let Some(head) = resolve(workspace, "HEAD").await? else {
-        return Ok(());
+    let base = match resolve(workspace, "HEAD").await? {
+        Some(head) => head,
+        None => empty_tree(workspace, true).await?,
     };
     // The empty old value makes git refuse if someone created it meanwhile.
-    match git_ok(workspace, &["update-ref", BASE_REF, &head, ""]).await {
+    match git_ok(workspace, &["update-ref", BASE_REF, &base, ""]).await {
         Ok(_) => Ok(()),
-        Err(e) if resolve(workspace, BASE_REF).await?.is_some() => {
+        Err(e) if rev(workspace, BASE_REF).await?.is_some() => {
             tracing::debug!(error = %e, "the base appeared concurrently");
             Ok(())
         }
@@ -305,9 +307,10 @@ async fn staged_changes(workspace: &Path) -> Result<bool, GitError> {
 async fn files_changed(workspace: &Path, has_head: bool) -> Result<Vec<String>, GitError> {
     let mut paths = Vec::new();
     if has_head {
-        let base = match resolve(workspace, BASE_REF).await? {
+        // A commit, or the empty tree for a session that began without one.
+        let base = match rev(workspace, &format!("{BASE_REF}^{{tree}}")).await? {
             Some(base) => base,
-            None => empty_tree(workspace).await?,
+            None => empty_tree(workspace, false).await?,
         };
         let out = git_ok(
             workspace,
@@ -348,8 +351,15 @@ async fn files_changed(workspace: &Path, has_head: bool) -> Result<Vec<String>, 
 }
 
 /// The empty tree's id in this repository's hash (SHA-1 or SHA-256).
-async fn empty_tree(workspace: &Path) -> Result<String, GitError> {
-    let out = git_ok(workspace, &["hash-object", "-t", "tree", "--stdin"]).await?;
+/// With `store`, it is written into the object database (a ref may only
+/// point at an object that exists there).
+async fn empty_tree(workspace: &Path, store: bool) -> Result<String, GitError> {
+    let args: &[&str] = if store {
+        &["hash-object", "-w", "-t", "tree", "--stdin"]
+    } else {
+        &["hash-object", "-t", "tree", "--stdin"]
+    };
+    let out = git_ok(workspace, args).await?;
     non_empty(out).ok_or_else(|| GitError::Git {
         command: "git hash-object -t tree --stdin".into(),
         status: "exit status: 0".into(),
@@ -358,9 +368,13 @@ async fn empty_tree(workspace: &Path) -> Result<String, GitError> {
 }
 
 /// The commit `rev` names, or `None` if it does not exist.
-async fn resolve(workspace: &Path, rev: &str) -> Result<Option<String>, GitError> {
-    let spec = format!("{rev}^{{commit}}");
-    let args = ["rev-parse", "-q", "--verify", &spec];
+async fn resolve(workspace: &Path, name: &str) -> Result<Option<String>, GitError> {
+    rev(workspace, &format!("{name}^{{commit}}")).await
+}
+
+/// The object `spec` names, or `None` if there is none.
+async fn rev(workspace: &Path, spec: &str) -> Result<Option<String>, GitError> {
+    let args = ["rev-parse", "-q", "--verify", spec];
     let out = run(workspace, &args, None, &[]).await?;
     // Exit status 1 without stderr: no such commit.
     if out.status.code() == Some(1) && out.stderr.is_empty() {
@@ -655,7 +669,16 @@ mod tests {
     async fn a_repository_without_commits_gets_its_first() {
         let (_tmp, dir) = repo();
         mark_base(&dir).await.unwrap();
-        assert_eq!(resolve(&dir, BASE_REF).await.unwrap(), None);
+        // The base is the empty tree (no commit to point at).
+        assert_eq!(
+            sh(&dir, &["cat-file", "-t", BASE_REF]).trim(),
+            "tree",
+            "the base of a repository without commits"
+        );
+        assert_eq!(
+            rev(&dir, BASE_REF).await.unwrap(),
+            Some(empty_tree(&dir, false).await.unwrap())
+        );
         assert_eq!(
             status_summary(&dir).await.unwrap(),
             (Some("main".into()), None)
@@ -688,6 +711,18 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(outcome.files_changed, ["first.txt", "second.txt"]);
+
+        // A restarted sidecar keeps the empty base: the first commits still
+        // count.
+        mark_base(&dir).await.unwrap();
+        write(&dir, "third.txt", "3\n");
+        let outcome = commit_entry(&dir, &request("q_3", "Ada", "ada@example.com", "third"))
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome.files_changed,
+            ["first.txt", "second.txt", "third.txt"]
+        );
     }
 
     #[tokio::test]

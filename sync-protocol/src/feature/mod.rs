@@ -46,9 +46,9 @@ mod types;
 pub(crate) mod write;
 
 pub use read::{
-    decisions_len, find_queue_entry, learnings_len, next_queued, queue_entries_with_objects,
-    queue_len, read, read_at, read_session, read_summary, session_ids, unfinished_queue_entries,
-    unfinished_queue_entries_by,
+    decisions_len, find_queue_entry, learnings_len, next_queued, open_queue_entries_with_objects,
+    queue_entries_with_objects, queue_len, read, read_at, read_session, read_summary, session_ids,
+    unfinished_queue_entries, unfinished_queue_entries_by,
 };
 pub use types::{
     Decision, FeatureDoc, FeatureStatus, Importance, KeyFile, Learning, NewDecision, NewFeature,
@@ -57,8 +57,9 @@ pub use types::{
 };
 pub use write::{
     MAX_PATH_BYTES, OWNER_ROLE, add_decision, add_learning, add_session, append_queue_entry,
-    mark_key_file, new_feature_document, remove_participant, set_description, set_notes,
-    set_participant, set_queue_commit, set_queue_status, set_repo, set_session_files_changed,
-    set_session_pr, set_session_sandbox, set_session_status, set_session_transcript,
-    set_session_usage, set_status, set_title, splice_notes, unmark_key_file,
+    mark_key_file, new_feature_document, record_commit, remove_participant, set_description,
+    set_notes, set_participant, set_queue_commit, set_queue_status, set_repo,
+    set_session_files_changed, set_session_pr, set_session_sandbox, set_session_status,
+    set_session_transcript, set_session_usage, set_status, set_title, splice_notes,
+    unmark_key_file,
 };

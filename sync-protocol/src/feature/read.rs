@@ -312,6 +312,26 @@ pub fn queue_entries_with_objects<D: ReadDoc + ?Sized>(doc: &D) -> Vec<(ObjId, Q
         .collect()
 }
 
+/// The entries still to run or running (`queued`, `dispatched`, `running`)
+/// with their list items, in queue order. Settled entries cost one field
+/// read each, so this stays cheap on a long queue.
+pub fn open_queue_entries_with_objects<D: ReadDoc + ?Sized>(doc: &D) -> Vec<(ObjId, QueueEntry)> {
+    let v = DocView::new(doc, None);
+    v.maps_in(&ROOT, "queue")
+        .into_iter()
+        .filter(|q| {
+            matches!(
+                queue_status(v, q),
+                QueueStatus::Queued | QueueStatus::Dispatched | QueueStatus::Running
+            )
+        })
+        .map(|q| {
+            let entry = queue_entry(v, &q);
+            (q, entry)
+        })
+        .collect()
+}
+
 /// The first `queued` entry of `session_id` in queue order: the next prompt
 /// to dispatch.
 pub fn next_queued<D: ReadDoc + ?Sized>(doc: &D, session_id: &str) -> Option<QueueEntry> {

@@ -359,6 +359,39 @@ pub fn set_queue_commit<T: Transactable>(
     Ok(())
 }
 
+/// Record what the commit after a run left: the commit id on the entry
+/// (when there was one), and the session's files changed, branch and head.
+/// The entry may be unknown to a replica that lags; the session state still
+/// moves on.
+///
+/// # Errors
+/// [`SchemaError::NotFound`] for an unknown session; invalid paths.
+pub fn record_commit<T: Transactable>(
+    tx: &mut T,
+    session_id: &str,
+    entry: &str,
+    outcome: &crate::sidecar::CommitOutcome,
+) -> Result<(), SchemaError> {
+    if let Some(commit) = &outcome.commit {
+        let _ = set_queue_commit(tx, entry, commit);
+    }
+    set_session_files_changed(tx, session_id, &outcome.files_changed)?;
+    let current = super::read_session(&*tx, session_id).and_then(|s| s.sandbox);
+    let sandbox = Sandbox {
+        branch: outcome.branch.clone(),
+        head: outcome.head.clone(),
+        ..current.unwrap_or_else(|| Sandbox {
+            backend: String::new(),
+            state: "running".into(),
+            workspace_ready: true,
+            branch: None,
+            head: None,
+            detail: None,
+        })
+    };
+    set_session_sandbox(tx, session_id, Some(&sandbox))
+}
+
 /// Append a learning.
 pub fn add_learning<T: Transactable>(tx: &mut T, new: &NewLearning) -> Result<(), SchemaError> {
     writable(tx)?;

@@ -81,7 +81,7 @@ mod write;
 /// [`crate::SCHEMA_VERSION`]).
 pub const SCHEMA_VERSION: u64 = 1;
 
-pub use read::{find_message, find_part, message_ids, read, read_at};
+pub use read::{find_message, find_part, message_ids, read, read_at, total_usage};
 pub use types::{
     Message, MessageUpsert, NewTranscript, Part, PartKind, PartUpsert, Role, ToolState,
     TranscriptDoc, Usage,

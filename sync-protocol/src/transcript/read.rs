@@ -140,6 +140,28 @@ pub fn message_ids<D: ReadDoc + ?Sized>(doc: &D) -> Vec<String> {
         .collect()
 }
 
+/// The tokens and cost of every assistant message, summed (each id once).
+/// Reads only roles and usage, so it stays cheap on a long transcript.
+pub fn total_usage<D: ReadDoc + ?Sized>(doc: &D) -> Usage {
+    let v = DocView::new(doc, None);
+    let mut seen = BTreeSet::new();
+    let mut total = Usage::default();
+    for m in v.maps_in(&ROOT, "messages") {
+        let Some(id) = v.str(&m, "id").filter(|id| !id.is_empty()) else {
+            continue;
+        };
+        if v.str(&m, "role").map(Role::from) != Some(Role::Assistant) || !seen.insert(id) {
+            continue;
+        }
+        if let Some(u) = v.map(&m, "usage") {
+            total.input_tokens += v.u64(&u, "input_tokens").unwrap_or_default();
+            total.output_tokens += v.u64(&u, "output_tokens").unwrap_or_default();
+            total.cost_usd += v.f64(&u, "cost_usd").unwrap_or_default();
+        }
+    }
+    total
+}
+
 /// The message with id `id` (its first occurrence), parts included.
 pub fn find_message<D: ReadDoc + ?Sized>(doc: &D, id: &str) -> Option<Message> {
     let v = DocView::new(doc, None);
