@@ -354,21 +354,25 @@ impl Worker {
             if let Some(run) = run {
                 return Ok(Some(run));
             }
-            if !resumed && !self.mark(&entry.id, QueueStatus::Dispatched).await {
-                // Cancelled (or settled elsewhere) while the sandbox started.
-                return Ok(None);
-            }
             let run = Run {
                 queue_entry: entry.id.clone(),
                 opencode_session: oc.clone(),
                 message_id: opencode::ascending_id("msg"),
                 opencode_instance: self.instance.clone(),
             };
-            self.deps
-                .store
-                .record_run(&self.feature_id, &self.session_id, &run)
-                .await
-                .map_err(|e| format!("cannot record the run: {e}"))?;
+            // Both before the prompt, neither waiting for the other: a run
+            // record of an entry that was cancelled meanwhile is never read.
+            let (marked, recorded) = tokio::join!(
+                async { resumed || self.mark(&entry.id, QueueStatus::Dispatched).await },
+                self.deps
+                    .store
+                    .record_run(&self.feature_id, &self.session_id, &run)
+            );
+            if !marked {
+                // Cancelled (or settled elsewhere) while the sandbox started.
+                return Ok(None);
+            }
+            recorded.map_err(|e| format!("cannot record the run: {e}"))?;
             Ok::<_, String>(Some(run))
         };
         let (events, run, system) = tokio::join!(subscribe, begin, self.system_text(&entry));
