@@ -248,6 +248,13 @@ pub struct ServerConfig {
     #[arg(long, env = "CANOPY_BOOTSTRAP_TOKEN", hide_env_values = true)]
     pub bootstrap_token: Option<String>,
 
+    /// Serve the web client's build (`examples/web-client/dist`, made by
+    /// `make web`) from this directory at `/`, with every other path that
+    /// is not a file answered by its `index.html` (client-side routes).
+    /// Without it, `GET /` answers where the API is.
+    #[arg(long, env = "CANOPY_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+
     /// Require an API token for `GET /metrics`.
     #[arg(long, env = "CANOPY_METRICS_AUTH", default_value_t = false)]
     pub metrics_auth: bool,

@@ -95,8 +95,8 @@ struct WorkerHandle {
     kick: Arc<Notify>,
     /// Stop requests (the entry id to abort).
     stop: mpsc::UnboundedSender<String>,
-    /// The entry in flight, if any.
-    current: Arc<Mutex<Option<String>>>,
+    /// The entry in flight and the sandbox's sidecar.
+    shown: Arc<Mutex<worker::Shown>>,
     /// Someone is typing a prompt: start the sandbox now.
     warm: Arc<AtomicBool>,
 }
@@ -224,9 +224,10 @@ impl Dispatcher {
         let workers = self.inner.workers.lock().unwrap_or_else(|p| p.into_inner());
         let worker = workers.get(session_id)?;
         let current = worker
-            .current
+            .shown
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .current
             .clone()?;
         worker.stop.send(current.clone()).ok()?;
         Some(current)
@@ -248,6 +249,21 @@ impl Dispatcher {
         lines: usize,
     ) -> Result<String, crate::sandbox::SandboxError> {
         self.inner.deps.backend.logs(session_id, lines).await
+    }
+
+    /// What session `session_id` changed since it began, from its running
+    /// sandbox's sidecar; `None` when no sandbox runs for it.
+    pub async fn session_diff(
+        &self,
+        session_id: &str,
+    ) -> Option<Result<canopy_protocol::sidecar::SessionDiff, crate::sandbox::SidecarError>> {
+        let control = {
+            let workers = self.inner.workers.lock().unwrap_or_else(|p| p.into_inner());
+            let worker = workers.get(session_id)?;
+            let shown = worker.shown.lock().unwrap_or_else(|p| p.into_inner());
+            shown.control.clone()?
+        };
+        Some(crate::sandbox::sidecar_diff(&control.0, &control.1).await)
     }
 
     /// The dispatcher's tables (transcripts, tool outputs).
@@ -354,7 +370,7 @@ impl Dispatcher {
         let w = WorkerHandle {
             kick: Arc::new(Notify::new()),
             stop: stop_tx,
-            current: Arc::new(Mutex::new(None)),
+            shown: Arc::new(Mutex::new(worker::Shown::default())),
             warm: Arc::new(AtomicBool::new(warm)),
         };
         w.kick.notify_one();
@@ -373,7 +389,7 @@ impl Dispatcher {
             adopted,
             w.kick,
             stop_rx,
-            w.current,
+            w.shown,
             w.warm,
             self.inner.shutdown.clone(),
         );

@@ -88,6 +88,15 @@ enum Followed {
     Shutdown,
 }
 
+/// What a worker shows the dispatcher's request handlers.
+#[derive(Debug, Default)]
+pub(super) struct Shown {
+    /// The entry in flight, if any.
+    pub current: Option<String>,
+    /// The running sandbox's sidecar control API: URL and secret.
+    pub control: Option<(String, String)>,
+}
+
 pub(super) struct Worker {
     deps: Deps,
     feature: DocHandle,
@@ -111,7 +120,7 @@ pub(super) struct Worker {
     events: Option<(String, Events)>,
     kick: Arc<Notify>,
     stop: mpsc::UnboundedReceiver<String>,
-    current: Arc<Mutex<Option<String>>>,
+    shown: Arc<Mutex<Shown>>,
     checker: super::Checker,
     shutdown: CancellationToken,
     /// Set by the dispatcher when someone types a prompt: start the
@@ -134,13 +143,15 @@ impl Worker {
         adopted: Option<Sandbox>,
         kick: Arc<Notify>,
         stop: mpsc::UnboundedReceiver<String>,
-        current: Arc<Mutex<Option<String>>>,
+        shown: Arc<Mutex<Shown>>,
         warm: Arc<AtomicBool>,
         shutdown: CancellationToken,
     ) -> Self {
-        if adopted.is_some() {
+        if let Some(sandbox) = &adopted {
             // It runs already; above the limit if the limit shrank.
             deps.slots.try_take(&session_id);
+            shown.lock().unwrap_or_else(|p| p.into_inner()).control =
+                Some((sandbox.control_url.clone(), sandbox.control_secret.clone()));
         }
         let checker = super::Checker {
             feature_id: feature_id.clone(),
@@ -164,7 +175,7 @@ impl Worker {
             events: None,
             kick,
             stop,
-            current,
+            shown,
             shutdown,
             warm,
             unavailable_retry: None,
@@ -229,7 +240,16 @@ impl Worker {
     }
 
     fn set_current(&self, entry: Option<String>) {
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = entry;
+        self.shown.lock().unwrap_or_else(|p| p.into_inner()).current = entry;
+    }
+
+    /// Keep the sandbox, and tell the dispatcher's handlers how to reach
+    /// its sidecar.
+    fn set_sandbox(&mut self, sandbox: Option<Sandbox>) {
+        self.shown.lock().unwrap_or_else(|p| p.into_inner()).control = sandbox
+            .as_ref()
+            .map(|s| (s.control_url.clone(), s.control_secret.clone()));
+        self.sandbox = sandbox;
     }
 
     /// Run (or resume) one entry; `true` if the server is shutting down.
@@ -1208,7 +1228,7 @@ impl Worker {
         }
         let sandbox = started.map_err(|e| e.to_string())?;
         let instance = wait_opencode_up(&sandbox, &self.shutdown).await?;
-        self.sandbox = Some(sandbox);
+        self.set_sandbox(Some(sandbox));
         self.note_instance(instance);
         // The sidecar reports `ready` into the document; wait for it, so our
         // later `running` is causally after it and wins.
@@ -1272,7 +1292,7 @@ impl Worker {
     /// The sandbox is gone (stopped, died, hibernated): so are its
     /// connections.
     fn forget_sandbox(&mut self) {
-        self.sandbox = None;
+        self.set_sandbox(None);
         self.client = None;
         self.events = None;
     }

@@ -8,6 +8,7 @@ mod features;
 mod members;
 mod ops;
 mod sessions;
+mod web;
 
 use std::time::{Duration, Instant};
 
@@ -57,6 +58,10 @@ pub fn router(state: AppState) -> Router {
             get(sessions::logs),
         )
         .route(
+            "/features/{feature_id}/sessions/{session_id}/diff",
+            get(sessions::diff),
+        )
+        .route(
             "/features/{feature_id}/sessions/{session_id}/tool-outputs/{part_id}",
             get(sessions::tool_output),
         )
@@ -83,7 +88,14 @@ pub fn router(state: AppState) -> Router {
             Duration::from_secs(config.request_timeout_secs),
         ));
 
-    Router::new()
+    let web = config.web_dir.as_deref().and_then(|dir| {
+        let routes = web::router(dir);
+        if routes.is_none() {
+            tracing::warn!(dir = %dir.display(), "no index.html in the web client directory; not serving it (run `make web`)");
+        }
+        routes
+    });
+    let app = Router::new()
         .nest("/api", api)
         .route("/sync", get(sync_upgrade))
         .route("/healthz", get(ops::healthz))
@@ -98,10 +110,13 @@ pub fn router(state: AppState) -> Router {
             } else {
                 route
             }
-        })
-        .route("/", get(ops::index))
-        .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), track))
+        });
+    let app = match web {
+        // The web client answers every other path (client-side routes).
+        Some(web) => app.merge(web),
+        None => app.route("/", get(ops::index)).fallback(not_found),
+    };
+    app.layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let route = req
                 .extensions()

@@ -171,3 +171,33 @@ pub(super) async fn tool_output(
         ))),
     }
 }
+
+/// `GET /api/features/{id}/sessions/{sid}/diff`: what the session changed
+/// since it began (committed or not), from its running sandbox, for anyone
+/// who may read the feature. 409 `sandbox_not_running` when none runs (it
+/// starts with the next prompt).
+pub(super) async fn diff(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    ApiPath((feature_id, session_id)): ApiPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    state
+        .features()
+        .check_session(&feature_id, &session_id, &Actor::from(&who), false)
+        .await?;
+    let Some(answer) = agents(&state)?.dispatcher.session_diff(&session_id).await else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "sandbox_not_running",
+            "the session's sandbox is not running; its diff is available while it runs (the next prompt starts it)",
+        ));
+    };
+    let diff = answer.map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_GATEWAY,
+            "sandbox_error",
+            format!("the sandbox could not produce the diff: {e}"),
+        )
+    })?;
+    Ok(Json(diff).into_response())
+}

@@ -12,7 +12,7 @@ pub mod local;
 pub mod opencode_config;
 pub mod sidecar;
 
-pub use sidecar::{SidecarError, sidecar_claim, sidecar_commit, sidecar_status};
+pub use sidecar::{SidecarError, sidecar_claim, sidecar_commit, sidecar_diff, sidecar_status};
 
 use std::path::PathBuf;
 

@@ -4,7 +4,9 @@
 
 use std::{sync::LazyLock, time::Duration};
 
-use canopy_protocol::sidecar::{ClaimRequest, CommitOutcome, CommitRequest, SidecarStatus};
+use canopy_protocol::sidecar::{
+    ClaimRequest, CommitOutcome, CommitRequest, SessionDiff, SidecarStatus,
+};
 
 /// Why a control call failed.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +78,20 @@ pub async fn sidecar_status(
     answer(
         http(Duration::from_secs(3))
             .get(format!("{control_url}/v1/status"))
+            .bearer_auth(secret)
+            .send()
+            .await,
+    )
+    .await
+}
+
+/// `GET /v1/diff`.
+pub async fn sidecar_diff(control_url: &str, secret: &str) -> Result<SessionDiff, SidecarError> {
+    answer(
+        // It stages the workspace into a scratch index: a large tree takes
+        // a while.
+        http(Duration::from_secs(60))
+            .get(format!("{control_url}/v1/diff"))
             .bearer_auth(secret)
             .send()
             .await,

@@ -42,6 +42,45 @@ pub struct CommitOutcome {
     pub head: Option<String>,
 }
 
+/// `GET /v1/diff`: everything the session changed since it began (its base),
+/// committed or not, untracked files included, ignored files not.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SessionDiff {
+    /// The commit at the workspace's head, if any.
+    pub head: Option<String>,
+    /// One entry per changed path, sorted by path.
+    pub files: Vec<FileDiff>,
+    /// Patches were left out past [`SessionDiff::MAX_PATCH_BYTES`] in all.
+    pub truncated: bool,
+}
+
+impl SessionDiff {
+    /// Patch text one answer carries at most; past it, files keep their
+    /// counts and lose their patch.
+    pub const MAX_PATCH_BYTES: usize = 1024 * 1024;
+    /// Patch text one file carries at most.
+    pub const MAX_FILE_PATCH_BYTES: usize = 256 * 1024;
+}
+
+/// One changed path.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FileDiff {
+    /// Its path in the workspace.
+    pub path: String,
+    /// `added`, `modified` or `deleted` (renames show as a deletion and an
+    /// addition).
+    pub status: String,
+    /// Lines added; 0 for binary files.
+    pub additions: u64,
+    /// Lines removed; 0 for binary files.
+    pub deletions: u64,
+    /// Git can show no lines of it.
+    pub binary: bool,
+    /// The unified diff (`git diff` format, from `@@` on), absent for
+    /// binary files and past the size limits.
+    pub patch: Option<String>,
+}
+
 /// OpenCode as the sidecar sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct OpenCodeStatus {

@@ -204,6 +204,17 @@ async fn a_prompt_queued_over_sync_runs_and_streams_to_everyone() {
     let b = Peer::connect_as(&w.server.sync_url(), &bob_token, "bob").await;
     let fa = a.find(&w.doc).await;
     let fb = b.find(&w.doc).await;
+    let diff_url = format!(
+        "{}/api/features/{}/sessions/{}/diff",
+        w.base, w.feature_id, w.session_id
+    );
+    // No sandbox yet: no diff, and the answer says why.
+    let resp = http().get(&diff_url).send().await.unwrap();
+    assert_eq!(resp.status(), 409);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"]["code"],
+        "sandbox_not_running"
+    );
 
     // A first prompt starts the sandbox and creates the transcript; Bob
     // opens it and listens for streamed output from then on.
@@ -322,6 +333,48 @@ async fn a_prompt_queued_over_sync_runs_and_streams_to_everyone() {
         read(&fb).sessions[&w.session_id].status == SessionStatus::Idle
     })
     .await;
+
+    // The session's diff (Bob may read it): the file the agent wrote, with
+    // its patch; a file left uncommitted in the workspace shows too.
+    std::fs::write(w.workspace().join("scratch.md"), "draft\n").unwrap();
+    let diff: Value = http_as(&bob_token)
+        .get(&diff_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let files = diff["files"].as_array().unwrap();
+    let hello = files.iter().find(|f| f["path"] == "hello.txt").unwrap();
+    assert_eq!(hello["status"], "added", "{diff}");
+    assert_eq!(hello["additions"], 1);
+    assert!(hello["patch"].as_str().unwrap().contains("+hi"), "{diff}");
+    assert!(files.iter().any(|f| f["path"] == "scratch.md"), "{diff}");
+    assert_eq!(diff["truncated"], false);
+    // Unknown sessions and strangers get no diff.
+    let missing = http()
+        .get(format!(
+            "{}/api/features/{}/sessions/{}/diff",
+            w.base,
+            w.feature_id,
+            canopy_protocol::ids::new_session_id()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 422);
+    assert_eq!(
+        missing.json::<Value>().await.unwrap()["error"]["code"],
+        "unknown_session"
+    );
+    let (_, stranger) = add_user(&w.server, "mallory").await;
+    let refused = http_as(&stranger).get(&diff_url).send().await.unwrap();
+    assert!(
+        matches!(refused.status().as_u16(), 403 | 404),
+        "{}",
+        refused.status()
+    );
 
     a.stop().await;
     b.stop().await;

@@ -192,3 +192,87 @@ async fn the_list_follows_titles_edited_by_peers() {
     peer.stop().await;
     server.stop().await.unwrap();
 }
+
+/// The web client's build at `/`: files, client-side routes answered by
+/// `index.html`, long-cached assets, a missing asset a 404 (never the
+/// page), the API and the sync endpoint untouched, a Content-Security-Policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_client_is_served_at_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web");
+    std::fs::create_dir_all(web.join("assets")).unwrap();
+    std::fs::write(
+        web.join("index.html"),
+        "<!doctype html><title>Canopy</title>",
+    )
+    .unwrap();
+    std::fs::write(web.join("assets/app-1a2b.js"), "console.log(1)").unwrap();
+    std::fs::write(web.join("sw.js"), "// worker").unwrap();
+    let mut config = config_for(&dir.path().join("data"));
+    config.web_dir = Some(web.clone());
+    let server = start_with(config).await;
+    let base = server.url().to_owned();
+    let get = |path: &str| {
+        let url = format!("{base}{path}");
+        async move { reqwest::get(url).await.unwrap() }
+    };
+
+    for path in ["/", "/f/ftr_abc/s/ses_def", "/signin"] {
+        let resp = get(path).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_eq!(resp.headers()["cache-control"], "no-cache", "{path}");
+        let csp = resp.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"));
+        assert!(
+            resp.text().await.unwrap().contains("<title>Canopy</title>"),
+            "{path}"
+        );
+    }
+    let asset = get("/assets/app-1a2b.js").await;
+    assert_eq!(asset.status(), 200);
+    assert!(
+        asset.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
+    assert_eq!(asset.text().await.unwrap(), "console.log(1)");
+    let missing = get("/assets/app-old.js").await;
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.headers()["cache-control"], "no-cache");
+    assert_eq!(get("/sw.js").await.text().await.unwrap(), "// worker");
+    // Nothing outside the directory, however the path is spelled.
+    for path in [
+        "/..%2f..%2fdata%2fcanopy.db",
+        "/assets/..%2f..%2fdata%2fcanopy.db",
+    ] {
+        let resp = get(path).await;
+        let body = resp.text().await.unwrap();
+        assert!(!body.contains("SQLite"), "{path}");
+    }
+    // The API keeps its JSON errors and its authentication.
+    let api = get("/api/features").await;
+    assert_eq!(api.status(), 401);
+    assert_eq!(
+        api.json::<Value>().await.unwrap()["error"]["code"],
+        "unauthorized"
+    );
+    assert_eq!(get("/healthz").await.status(), 200);
+
+    // A directory without a build: the server says where the API is.
+    let mut config = config_for(&dir.path().join("data2"));
+    config.web_dir = Some(dir.path().join("nothing-built"));
+    let bare = start_with(config).await;
+    let index: Value = reqwest::get(format!("{}/", bare.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(index["name"], "canopy");
+    server.stop().await.unwrap();
+    bare.stop().await.unwrap();
+}

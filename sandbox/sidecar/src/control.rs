@@ -105,6 +105,7 @@ pub fn router(control: Control) -> Router {
     let api = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/commit", post(commit))
+        .route("/v1/diff", get(diff))
         .route("/v1/claim", post(claim))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .route_layer(middleware::from_fn_with_state(
@@ -278,6 +279,26 @@ async fn claim(State(c): State<Control>, body: axum::body::Bytes) -> Response {
             "stopping",
             "the sidecar is stopping",
         ),
+    }
+}
+
+/// `GET /v1/diff`: what the session changed since it began. Not while a
+/// commit runs (it moves the index and HEAD under the diff).
+async fn diff(State(c): State<Control>) -> Response {
+    if c.bound.borrow().is_none() {
+        return error(
+            StatusCode::CONFLICT,
+            "not_bound",
+            "this sandbox is not bound to a session yet",
+        );
+    }
+    let _one_at_a_time = c.commit_lock.lock().await;
+    match git::session_diff(&c.workspace).await {
+        Ok(d) => Json(d).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "diff failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "git", e.to_string())
+        }
     }
 }
 

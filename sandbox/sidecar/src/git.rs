@@ -20,6 +20,7 @@ use std::{
     time::Duration,
 };
 
+use canopy_protocol::sidecar::{FileDiff, SessionDiff};
 use tokio::{io::AsyncWriteExt, process::Command};
 
 /// The committer of every Canopy commit (the author is the person).
@@ -174,6 +175,110 @@ pub async fn commit_entry(
         files_changed,
         branch,
         head,
+    })
+}
+
+/// Everything the session changed since its base, committed or not
+/// (untracked files included, ignored ones not), with patches up to the
+/// size limits of [`SessionDiff`].
+///
+/// The working tree is staged into a scratch index (a copy of the real one,
+/// so unchanged files are not hashed again), never the real index, so a
+/// diff does not disturb the next commit.
+pub async fn session_diff(workspace: &Path) -> Result<SessionDiff, GitError> {
+    let head = resolve(workspace, "HEAD").await?;
+    let base = match rev(workspace, &format!("{BASE_REF}^{{tree}}")).await? {
+        Some(base) => base,
+        None => empty_tree(workspace, false).await?,
+    };
+    let git_dir =
+        String::from_utf8_lossy(&git_ok(workspace, &["rev-parse", "--absolute-git-dir"]).await?)
+            .trim()
+            .to_owned();
+    let scratch = tempfile::Builder::new()
+        .prefix("canopy-diff-index-")
+        .tempfile_in(&git_dir)?;
+    let real = Path::new(&git_dir).join("index");
+    if real.is_file() {
+        tokio::fs::copy(&real, scratch.path()).await?;
+    }
+    let index = scratch.path().to_string_lossy().into_owned();
+    let env = [("GIT_INDEX_FILE", index.as_str())];
+    let base = base.as_str();
+    let staged = |args: &'static [&'static str]| async move {
+        let mut all: Vec<&str> = args.to_vec();
+        all.push(base);
+        all.push("--");
+        let out = run(workspace, &all, None, &env).await?;
+        check(&all, out)
+    };
+    let out = run(workspace, &["add", "-A"], None, &env).await?;
+    check(&["add", "-A"], out)?;
+    let numstat = staged(&["diff", "--cached", "--numstat", "-z", "--no-renames"]).await?;
+    let statuses = staged(&["diff", "--cached", "--name-status", "-z", "--no-renames"]).await?;
+    let mut files: Vec<FileDiff> = Vec::new();
+    // `<A|M|D|T>\0<path>\0` pairs.
+    let fields = split_nul(&statuses);
+    for pair in fields.chunks(2) {
+        let [code, path] = pair else { continue };
+        files.push(FileDiff {
+            path: path.clone(),
+            status: match code.as_str() {
+                "A" => "added",
+                "D" => "deleted",
+                _ => "modified",
+            }
+            .to_owned(),
+            ..FileDiff::default()
+        });
+    }
+    // `<added>\t<deleted>\t<path>\0`, `-\t-\t` for binary files.
+    for line in split_nul(&numstat) {
+        let mut parts = line.splitn(3, '\t');
+        let (Some(added), Some(deleted), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if let Some(f) = files.iter_mut().find(|f| f.path == path) {
+            f.binary = added == "-";
+            f.additions = added.parse().unwrap_or(0);
+            f.deletions = deleted.parse().unwrap_or(0);
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut budget = SessionDiff::MAX_PATCH_BYTES;
+    let mut truncated = false;
+    for f in files.iter_mut().filter(|f| !f.binary) {
+        if budget == 0 {
+            truncated = true;
+            continue;
+        }
+        let args = [
+            "diff",
+            "--cached",
+            "--no-renames",
+            "--no-ext-diff",
+            "--no-color",
+            "--unified=3",
+            base,
+            "--",
+            f.path.as_str(),
+        ];
+        let patch = check(&args, run(workspace, &args, None, &env).await?)?;
+        // From the first hunk on: the header repeats what the entry says.
+        let text = String::from_utf8_lossy(&patch);
+        let hunks = text.find("\n@@").map_or("", |at| &text[at + 1..]);
+        if hunks.len() > SessionDiff::MAX_FILE_PATCH_BYTES.min(budget) {
+            truncated = true;
+            continue;
+        }
+        budget -= hunks.len();
+        f.patch = Some(hunks.to_owned());
+    }
+    Ok(SessionDiff {
+        head,
+        files,
+        truncated,
     })
 }
 
@@ -723,6 +828,81 @@ mod tests {
             outcome.files_changed,
             ["first.txt", "second.txt", "third.txt"]
         );
+    }
+
+    #[tokio::test]
+    async fn the_session_diff_shows_committed_dirty_and_new_files_since_the_base() {
+        let (_tmp, dir) = repo();
+        write(&dir, "kept.txt", "same\n");
+        write(&dir, "old.txt", "one\ntwo\n");
+        write(&dir, "gone.txt", "bye\n");
+        write(&dir, ".gitignore", "*.log\n");
+        sh(&dir, &["add", "-A"]);
+        sh(&dir, &["commit", "-q", "-m", "start"]);
+        mark_base(&dir).await.unwrap();
+        // Committed by a run, then changed again and left dirty, plus an
+        // untracked file, a deletion, a binary file and an ignored one.
+        write(&dir, "old.txt", "one\n2\nthree\n");
+        commit_entry(&dir, &request("q_1", "Ada", "ada@example.com", "edit"))
+            .await
+            .unwrap();
+        write(&dir, "old.txt", "one\n2\nthree\nfour\n");
+        write(&dir, "new.txt", "fresh\n");
+        std::fs::remove_file(dir.join("gone.txt")).unwrap();
+        std::fs::write(dir.join("pic.bin"), [0u8, 159, 146, 150, 0, 1]).unwrap();
+        write(&dir, "debug.log", "ignored\n");
+        let index_before = std::fs::read(dir.join(".git/index")).unwrap();
+
+        let d = session_diff(&dir).await.unwrap();
+        let summary: Vec<_> = d
+            .files
+            .iter()
+            .map(|f| {
+                (
+                    f.path.as_str(),
+                    f.status.as_str(),
+                    f.additions,
+                    f.deletions,
+                    f.binary,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("gone.txt", "deleted", 0, 1, false),
+                ("new.txt", "added", 1, 0, false),
+                ("old.txt", "modified", 3, 1, false),
+                ("pic.bin", "added", 0, 0, true),
+            ]
+        );
+        let old = d.files.iter().find(|f| f.path == "old.txt").unwrap();
+        let patch = old.patch.as_deref().unwrap();
+        assert!(patch.starts_with("@@"), "{patch}");
+        assert!(patch.contains("-two\n+2\n+three\n+four\n"), "{patch}");
+        assert_eq!(d.files.iter().find(|f| f.binary).unwrap().patch, None);
+        assert!(!d.truncated);
+        assert_eq!(d.head, resolve(&dir, "HEAD").await.unwrap());
+        // The real index is untouched, and no scratch index is left behind.
+        assert_eq!(std::fs::read(dir.join(".git/index")).unwrap(), index_before);
+        let left: Vec<_> = std::fs::read_dir(dir.join(".git"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("canopy-diff"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+
+        // Past the size limit a file keeps its counts and loses its patch.
+        write(
+            &dir,
+            "big.txt",
+            &"x\n".repeat(SessionDiff::MAX_FILE_PATCH_BYTES),
+        );
+        let d = session_diff(&dir).await.unwrap();
+        let big = d.files.iter().find(|f| f.path == "big.txt").unwrap();
+        assert_eq!(big.additions as usize, SessionDiff::MAX_FILE_PATCH_BYTES);
+        assert_eq!(big.patch, None);
+        assert!(d.truncated);
     }
 
     #[tokio::test]
