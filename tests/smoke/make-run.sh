@@ -46,6 +46,9 @@ auth=(-H "Authorization: Bearer $token")
 # The README's tour, verbatim in spirit: create, session, queue, read.
 expect healthz '"ok"' "$base/healthz"
 expect readyz '"ready"' "$base/readyz"
+# The web client, built by `make run`, at the root and on client routes.
+expect "the web client at /" '<div id="root">' "$base/"
+expect "a client-side route" '<div id="root">' "$base/f/ftr_x"
 code=$(curl -s -o /dev/null -w '%{http_code}' "$base/api/features")
 [[ "$code" == 401 ]] || fail "no token gave $code"
 expect me '"handle":"admin"' "${auth[@]}" "$base/api/me"

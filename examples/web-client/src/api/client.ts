@@ -1,0 +1,172 @@
+/**
+ * The Canopy REST API (`/api`, same origin). Every call carries the API
+ * token as `Authorization: Bearer …`; errors are `{ error: { code, message } }`.
+ */
+import type { FeatureListItem } from "../model/feature";
+
+export class ApiError extends Error {
+  constructor(
+    /** HTTP status; 0 when the server could not be reached. */
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "ApiError";
+  }
+
+  /** The token is wrong, revoked or expired. */
+  get unauthorized(): boolean {
+    return this.status === 401;
+  }
+
+  /** No answer at all (offline, server down, timeout). */
+  get network(): boolean {
+    return this.status === 0;
+  }
+}
+
+export interface Me {
+  user_id: string;
+  handle: string;
+  display_name: string;
+  email: string | null;
+  token_id: string;
+  scope: { kind: string };
+}
+
+export interface SyncTicket {
+  peer_id: string;
+  ticket: string;
+  url: string;
+  expires_in_secs: number;
+}
+
+export interface Member {
+  user_id: string;
+  handle: string;
+  display_name: string;
+  role: string;
+  added_by: string;
+  added_at: number;
+}
+
+export interface CreatedFeature {
+  feature_id: string;
+  doc_url: string;
+  document_id: string;
+  sync_url: string;
+}
+
+export interface NewFeature {
+  title: string;
+  description?: string;
+  repo?: { url: string; base_branch?: string; feature_branch?: string | null } | null;
+}
+
+export interface NewSession {
+  title: string;
+  scope?: string;
+  depends_on?: string[];
+}
+
+const TIMEOUT_MS = 15_000;
+
+export class Api {
+  constructor(
+    private readonly token: string,
+    private readonly base = "",
+  ) {}
+
+  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), TIMEOUT_MS);
+    let response: Response;
+    try {
+      response = await fetch(`${this.base}/api${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${this.token}`,
+          ...(body === undefined ? {} : { "content-type": "application/json" }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: controller.signal,
+        cache: "no-store",
+      });
+    } catch (e) {
+      throw new ApiError(0, "network", controller.signal.aborted ? "the server did not answer in time" : "cannot reach the server");
+    } finally {
+      clearTimeout(timer);
+    }
+    const text = await response.text();
+    let json: unknown = null;
+    if (text) {
+      try {
+        json = JSON.parse(text);
+      } catch {
+        json = null;
+      }
+    }
+    if (!response.ok) {
+      const err = (json as { error?: { code?: string; message?: string } } | null)?.error;
+      throw new ApiError(response.status, err?.code ?? `http_${response.status}`, err?.message ?? (text || response.statusText));
+    }
+    return json as T;
+  }
+
+  me(): Promise<Me> {
+    return this.request("GET", "/me");
+  }
+
+  /** A one-time ticket for `/sync`, for `peerId` (which must be
+   * `u:<user id>:<suffix>`), so the replica keeps its identity. */
+  syncTicket(peerId?: string): Promise<SyncTicket> {
+    return this.request("POST", "/sync-ticket", peerId ? { peer_id: peerId } : undefined);
+  }
+
+  async listFeatures(): Promise<FeatureListItem[]> {
+    const all: FeatureListItem[] = [];
+    let cursor: string | null = null;
+    for (let page = 0; page < 20; page++) {
+      const q: string = cursor ? `?cursor=${encodeURIComponent(cursor)}` : "";
+      const r: { features: FeatureListItem[]; next_cursor: string | null } = await this.request("GET", `/features${q}`);
+      all.push(...r.features);
+      cursor = r.next_cursor;
+      if (!cursor) break;
+    }
+    return all;
+  }
+
+  createFeature(body: NewFeature): Promise<CreatedFeature> {
+    return this.request("POST", "/features", body);
+  }
+
+  /** JSON snapshot of the document: `{ feature_id, doc_url, heads, document }`. */
+  getFeature(featureId: string): Promise<{ feature_id: string; doc_url: string; heads: string[] }> {
+    return this.request("GET", `/features/${encodeURIComponent(featureId)}`);
+  }
+
+  async members(featureId: string): Promise<Member[]> {
+    const r = await this.request<{ members: Member[] }>("GET", `/features/${encodeURIComponent(featureId)}/members`);
+    return r.members;
+  }
+
+  createSession(featureId: string, body: NewSession): Promise<{ session_id: string }> {
+    return this.request("POST", `/features/${encodeURIComponent(featureId)}/sessions`, body);
+  }
+
+  stopSession(featureId: string, sessionId: string): Promise<{ session_id: string; stopped: string | null }> {
+    return this.request("POST", `/features/${encodeURIComponent(featureId)}/sessions/${encodeURIComponent(sessionId)}/stop`);
+  }
+
+  completeSession(featureId: string, sessionId: string): Promise<unknown> {
+    return this.request("POST", `/features/${encodeURIComponent(featureId)}/sessions/${encodeURIComponent(sessionId)}/complete`);
+  }
+
+  toolOutput(featureId: string, sessionId: string, partId: string): Promise<{ part_id: string; tool: string; output: string }> {
+    return this.request(
+      "GET",
+      `/features/${encodeURIComponent(featureId)}/sessions/${encodeURIComponent(sessionId)}/tool-outputs/${encodeURIComponent(partId)}`,
+    );
+  }
+}
