@@ -70,6 +70,15 @@ export default {
     // Alice sees the same.
     await waitText("Alice to see hello.txt in files changed", A.page.locator(".session-side .file-list .path").filter({ hasText: "hello.txt" }), (s) => s === "hello.txt", T.sync);
     t.step("answer and files changed seen");
+    // Bob opens the session's diff (from the API): the file and its line.
+    await B.page.locator(".session-side details.diff summary").click();
+    await waitText(
+      "Bob to see the diff of hello.txt",
+      B.page.locator(".session-side .diff-file").filter({ hasText: "hello.txt" }).locator(".diff-patch"),
+      (s) => s.includes("+hi"),
+      T.agent,
+    );
+    t.step("the session's diff shows hello.txt");
 
     // A slow answer: Bob sees it grow from ephemeral deltas before the
     // transcript document has it.

@@ -26,6 +26,22 @@ export class ApiError extends Error {
   }
 }
 
+/** `GET …/sessions/{sid}/diff` (server API 6). */
+export interface SessionDiff {
+  head: string | null;
+  files: FileDiff[];
+  truncated: boolean;
+}
+
+export interface FileDiff {
+  path: string;
+  status: "added" | "modified" | "deleted";
+  additions: number;
+  deletions: number;
+  binary: boolean;
+  patch?: string | null;
+}
+
 export interface Me {
   user_id: string;
   handle: string;
@@ -116,6 +132,12 @@ export class Api {
 
   me(): Promise<Me> {
     return this.request("GET", "/me");
+  }
+
+  /** What the session changed since it began, from its running sandbox
+   * (409 `sandbox_not_running` while none runs). */
+  sessionDiff(featureId: string, sessionId: string): Promise<SessionDiff> {
+    return this.request("GET", `/features/${encodeURIComponent(featureId)}/sessions/${encodeURIComponent(sessionId)}/diff`);
   }
 
   /** A one-time ticket for `/sync`, for `peerId` (which must be

@@ -14,6 +14,7 @@ import type { QueueItem } from "../model/queue";
 import { cost, plural, tokens } from "../model/format";
 import { nameOf, queueTone, sessionCards, sessionTone } from "../model/feature";
 import type { FeatureRoom } from "../sync/rooms";
+import type { SessionDiff } from "../api/client";
 import { useConnection, useConnectionState, useFeature, useNow, usePresence, useTranscript } from "./hooks";
 import { FeatureHeader, QueueRow, useMutate, useRole } from "./Dashboard";
 import { Link, paths } from "./router";
@@ -402,6 +403,9 @@ function SessionSide({
             ))}
           </ul>
         )}
+        {session.filesChanged.length > 0 && (
+          <SessionDiffView featureId={feature.featureId} sessionId={session.id} version={session.filesChanged.join("\n") + (sb?.head ?? "")} />
+        )}
       </Section>
       <Section title="Queue" count={q.active.length}>
         {q.active.length === 0 ? (
@@ -553,5 +557,83 @@ export function SessionView({ featureId, sessionId }: { featureId: string; sessi
         </aside>
       </div>
     </main>
+  );
+}
+
+type DiffState =
+  | { kind: "idle" }
+  | { kind: "loading" }
+  | { kind: "ready"; diff: SessionDiff; version: string }
+  | { kind: "error"; message: string };
+
+/** The session's changes with their patches, fetched when opened (from the
+ * sandbox, so only while it runs) and again when the files change. */
+function SessionDiffView({ featureId, sessionId, version }: { featureId: string; sessionId: string; version: string }) {
+  const conn = useConnection();
+  const [open, setOpen] = useState(false);
+  const [state, setState] = useState<DiffState>({ kind: "idle" });
+  useEffect(() => {
+    if (!open || (state.kind === "ready" && state.version === version) || state.kind === "loading") return;
+    let live = true;
+    setState({ kind: "loading" });
+    conn.api
+      .sessionDiff(featureId, sessionId)
+      .then((diff) => live && setState({ kind: "ready", diff, version }))
+      .catch((e: unknown) => {
+        if (!live) return;
+        const err = e as { code?: string; message?: string };
+        setState({
+          kind: "error",
+          message:
+            err.code === "sandbox_not_running"
+              ? "The diff is shown while the session's sandbox runs; it starts with the next prompt."
+              : (err.message ?? "The diff could not be loaded."),
+        });
+      });
+    return () => {
+      live = false;
+    };
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [open, version, featureId, sessionId]);
+  return (
+    <details className="diff" onToggle={(e) => setOpen((e.currentTarget as HTMLDetailsElement).open)}>
+      <summary>Show the changes</summary>
+      {state.kind === "loading" && <Spinner />}
+      {state.kind === "error" && <p className="muted">{state.message}</p>}
+      {state.kind === "ready" &&
+        (state.diff.files.length === 0 ? (
+          <p className="muted">No changes since the session began.</p>
+        ) : (
+          <>
+            {state.diff.files.map((f) => (
+              <div key={f.path} className="diff-file">
+                <div className="diff-head">
+                  <code className="diff-path" title={f.path}>
+                    {f.path}
+                  </code>
+                  <span className="diff-stat">
+                    {f.status} <span className="add">+{f.additions}</span> <span className="del">−{f.deletions}</span>
+                  </span>
+                </div>
+                {f.binary ? (
+                  <p className="muted">Binary file.</p>
+                ) : f.patch ? (
+                  <pre className="diff-patch">
+                    {f.patch.split("\n").map((line, i) => (
+                      <span key={i} className={line.startsWith("+") ? "add" : line.startsWith("-") ? "del" : line.startsWith("@@") ? "hunk" : undefined}>
+                        {line}
+                        {"\n"}
+                      </span>
+                    ))}
+                  </pre>
+                ) : (
+                  <p className="muted">Too large to show here.</p>
+                )}
+              </div>
+            ))}
+            {state.diff.truncated && <p className="muted">Some patches were left out: the diff is larger than the page shows.</p>}
+          </>
+        ))}
+    </details>
   );
 }
