@@ -657,7 +657,18 @@ pub async fn document(base: &str, feature_id: &str) -> canopy_protocol::feature:
 
 /// Queue a prompt over the API as the first user; its entry id.
 pub async fn enqueue(base: &str, feature_id: &str, session_id: &str, text: &str) -> String {
-    let resp = http()
+    enqueue_as(TOKEN, base, feature_id, session_id, text).await
+}
+
+/// Queue a prompt over the API as the holder of `token`; its entry id.
+pub async fn enqueue_as(
+    token: &str,
+    base: &str,
+    feature_id: &str,
+    session_id: &str,
+    text: &str,
+) -> String {
+    let resp = http_as(token)
         .post(format!("{base}/api/features/{feature_id}/queue"))
         .json(&json!({ "session_id": session_id, "text": text }))
         .send()

@@ -30,26 +30,6 @@ fn context_file(data: &Path, session_id: &str) -> PathBuf {
     sandbox_dir(data, session_id).join("sidecar/feature-context.md")
 }
 
-async fn enqueue_as(
-    token: &str,
-    base: &str,
-    feature_id: &str,
-    session_id: &str,
-    text: &str,
-) -> String {
-    let resp = http_as(token)
-        .post(format!("{base}/api/features/{feature_id}/queue"))
-        .json(&json!({ "session_id": session_id, "text": text }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
-    resp.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 /// A server running agents in local sandboxes against its own scripted
 /// model, on a fresh data directory.
 struct Agents {
