@@ -11,12 +11,14 @@ export const CLIENT_DIR = dirname(E2E_DIR);
 export const REPO_ROOT = resolve(CLIENT_DIR, "../..");
 
 const env = process.env;
+/** Cargo's output directory: `CARGO_TARGET_DIR` when set, as cargo does. */
+const TARGET_DIR = env.CARGO_TARGET_DIR ? resolve(env.CARGO_TARGET_DIR) : join(REPO_ROOT, "target");
 
 export const config = {
   /** The server binary (`cargo build --bin canopy`). */
-  canopyBin: env.CANOPY_BIN || join(REPO_ROOT, "target/debug/canopy"),
+  canopyBin: env.CANOPY_BIN || join(TARGET_DIR, "debug/canopy"),
   /** The sandbox sidecar (`cargo build -p canopy-sidecar`). */
-  sidecarBin: env.CANOPY_SIDECAR_BIN || join(REPO_ROOT, "target/debug/canopy-sidecar"),
+  sidecarBin: env.CANOPY_SIDECAR_BIN || join(TARGET_DIR, "debug/canopy-sidecar"),
   /** OpenCode (`make opencode`). */
   opencodeBin: env.CANOPY_OPENCODE_BIN || join(REPO_ROOT, "sandbox/opencode/node_modules/.bin/opencode"),
   /** The client's build the server serves at `/` (`npm run build`). */
