@@ -6,7 +6,7 @@
  * defaults, and unknown enum values are kept as they are.
  */
 import { SCHEMA_VERSION } from "../schema";
-import { bool, list, num, optNum, optStr, record, str, strList } from "./values";
+import { bool, list, num, optNum, optStr, record, identified, str, strList } from "./values";
 
 export interface ParticipantView {
   userId: string;
@@ -171,10 +171,9 @@ export function readSession(id: string, value: unknown): SessionView | null {
 }
 
 export function readQueueEntry(index: number, value: unknown): QueueEntryView | null {
-  const m = record(value);
-  if (!m) return null;
-  const id = str(m.id);
-  if (!id) return null;
+  const item = identified(value);
+  if (!item) return null;
+  const { m, id } = item;
   return {
     index,
     id,
@@ -191,10 +190,9 @@ export function readQueueEntry(index: number, value: unknown): QueueEntryView | 
 }
 
 function readLearning(index: number, value: unknown): LearningView | null {
-  const m = record(value);
-  if (!m) return null;
-  const id = str(m.id);
-  if (!id) return null;
+  const item = identified(value);
+  if (!item) return null;
+  const { m, id } = item;
   return {
     index,
     id,
@@ -208,10 +206,9 @@ function readLearning(index: number, value: unknown): LearningView | null {
 }
 
 function readDecision(index: number, value: unknown): DecisionView | null {
-  const m = record(value);
-  if (!m) return null;
-  const id = str(m.id);
-  if (!id) return null;
+  const item = identified(value);
+  if (!item) return null;
+  const { m, id } = item;
   return {
     index,
     id,

@@ -7,7 +7,7 @@
  * render in list order (the server keeps both lists sorted by id).
  */
 import { TRANSCRIPT_SCHEMA_VERSION } from "../schema";
-import { bool, list, num, optStr, record, str } from "./values";
+import { bool, list, num, optStr, record, identified, str } from "./values";
 
 export interface PartView {
   id: string;
@@ -52,10 +52,9 @@ export interface TranscriptView {
 }
 
 function readPart(value: unknown): PartView | null {
-  const m = record(value);
-  if (!m) return null;
-  const id = str(m.id);
-  if (!id) return null;
+  const item = identified(value);
+  if (!item) return null;
+  const { m, id } = item;
   return {
     id,
     type: str(m.type),
@@ -70,10 +69,9 @@ function readPart(value: unknown): PartView | null {
 }
 
 function readMessage(value: unknown): MessageView | null {
-  const m = record(value);
-  if (!m) return null;
-  const id = str(m.id);
-  if (!id) return null;
+  const item = identified(value);
+  if (!item) return null;
+  const { m, id } = item;
   const parts: PartView[] = [];
   const seen = new Set<string>();
   for (const p of list(m.parts)) {

@@ -59,6 +59,15 @@ export function record(value: unknown): Record<string, unknown> | null {
   return value as Record<string, unknown>;
 }
 
+/** A map with a non-empty string `id` (list items are found by it), or
+ * `null` for anything else: the readers skip such items. */
+export function identified(value: unknown): { m: Record<string, unknown>; id: string } | null {
+  const m = record(value);
+  if (!m) return null;
+  const id = str(m.id);
+  return id ? { m, id } : null;
+}
+
 /** A list of strings, skipping entries that are not strings. */
 export function strList(value: unknown): string[] {
   const out: string[] = [];
