@@ -135,6 +135,16 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE api_tokens ADD COLUMN expires_at INTEGER;
     ALTER TABLE runs ADD COLUMN opencode_instance TEXT;
     ",
+    // 6: each session's diff as of its last recorded commit (the sidecar's
+    // JSON answer), so it can be shown while the sandbox is stopped.
+    "
+    CREATE TABLE session_diffs (
+        session_id TEXT PRIMARY KEY NOT NULL,
+        feature_id TEXT NOT NULL,
+        diff       TEXT NOT NULL,
+        saved_at   INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -127,6 +127,22 @@ pub enum DispatchError {
     Disabled,
 }
 
+/// A session's diff, as [`Dispatcher::session_diff`] found it.
+#[derive(Debug)]
+pub enum DiffAnswer {
+    /// From the running sandbox, uncommitted work included.
+    Live(canopy_protocol::sidecar::SessionDiff),
+    /// As kept at the session's last recorded commit (Unix ms).
+    Saved {
+        /// The diff.
+        diff: canopy_protocol::sidecar::SessionDiff,
+        /// When it was kept.
+        saved_at: i64,
+    },
+    /// The sandbox or the store could not answer.
+    Failed(String),
+}
+
 impl Dispatcher {
     /// Adopt the sandboxes a previous server left running, then watch every
     /// feature document, now and as they are created, until `shutdown`.
@@ -236,6 +252,20 @@ impl Dispatcher {
     /// Stop a session's sandbox (its work is done); the workspace stays,
     /// and a later prompt starts it again.
     pub async fn release_sandbox(&self, session_id: &str) {
+        if let Some(worker) = self
+            .inner
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(session_id)
+        {
+            // Its sidecar is going away: readers get the kept diff.
+            worker
+                .shown
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .control = None;
+        }
         if let Err(e) = self.inner.deps.backend.stop(session_id).await {
             tracing::warn!(session_id, error = %e, "cannot stop the sandbox of a completed session");
         }
@@ -251,19 +281,41 @@ impl Dispatcher {
         self.inner.deps.backend.logs(session_id, lines).await
     }
 
-    /// What session `session_id` changed since it began, from its running
-    /// sandbox's sidecar; `None` when no sandbox runs for it.
-    pub async fn session_diff(
-        &self,
-        session_id: &str,
-    ) -> Option<Result<canopy_protocol::sidecar::SessionDiff, crate::sandbox::SidecarError>> {
+    /// What session `session_id` changed since it began: from its running
+    /// sandbox's sidecar (uncommitted work included), else as kept at its
+    /// last recorded commit; `None` when neither exists.
+    pub async fn session_diff(&self, feature_id: &str, session_id: &str) -> Option<DiffAnswer> {
         let control = {
             let workers = self.inner.workers.lock().unwrap_or_else(|p| p.into_inner());
-            let worker = workers.get(session_id)?;
-            let shown = worker.shown.lock().unwrap_or_else(|p| p.into_inner());
-            shown.control.clone()?
+            workers.get(session_id).and_then(|worker| {
+                let shown = worker.shown.lock().unwrap_or_else(|p| p.into_inner());
+                shown.control.clone()
+            })
         };
-        Some(crate::sandbox::sidecar_diff(&control.0, &control.1).await)
+        let mut live_error = None;
+        if let Some((url, secret)) = control {
+            match crate::sandbox::sidecar_diff(&url, &secret).await {
+                Ok(diff) => return Some(DiffAnswer::Live(diff)),
+                // The sandbox may be stopping: the kept diff still answers.
+                Err(e) => live_error = Some(e.to_string()),
+            }
+        }
+        match self
+            .inner
+            .deps
+            .store
+            .saved_diff(feature_id, session_id)
+            .await
+        {
+            Ok(Some((json, saved_at))) => Some(match serde_json::from_str(&json) {
+                Ok(diff) => DiffAnswer::Saved { diff, saved_at },
+                Err(e) => DiffAnswer::Failed(format!("the kept diff cannot be read: {e}")),
+            }),
+            Ok(None) => live_error.map(DiffAnswer::Failed),
+            Err(e) => Some(DiffAnswer::Failed(format!(
+                "cannot read the kept diff: {e}"
+            ))),
+        }
     }
 
     /// The dispatcher's tables (transcripts, tool outputs).

@@ -1,7 +1,7 @@
 //! What the dispatcher keeps in SQLite: the OpenCode session and transcript
 //! document of each Canopy session, the OpenCode message each dispatched
 //! queue entry became (so a restarted server re-attaches instead of
-//! prompting twice), and full tool outputs.
+//! prompting twice), full tool outputs, and each session's last diff.
 
 use rusqlite::{OptionalExtension, params};
 
@@ -204,6 +204,50 @@ impl Store {
                     "SELECT tool, output FROM tool_outputs
                      WHERE session_id = ?1 AND part_id = ?2 AND feature_id = ?3",
                     params![s, p, f],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+            })
+            .await
+    }
+
+    /// Keep `diff` (the sidecar's JSON answer) as the session's diff.
+    pub async fn put_diff(
+        &self,
+        feature_id: &str,
+        session_id: &str,
+        diff: &str,
+    ) -> Result<(), DbError> {
+        let (f, s, d) = (
+            feature_id.to_owned(),
+            session_id.to_owned(),
+            diff.to_owned(),
+        );
+        self.db
+            .write(d.len() + 128, move |conn| {
+                conn.execute(
+                    "INSERT INTO session_diffs (session_id, feature_id, diff, saved_at)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (session_id) DO UPDATE SET diff = ?3, saved_at = ?4",
+                    params![s, f, d, canopy_protocol::unix_ms_now()],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// The session's kept diff and when it was kept (Unix ms).
+    pub async fn saved_diff(
+        &self,
+        feature_id: &str,
+        session_id: &str,
+    ) -> Result<Option<(String, i64)>, DbError> {
+        let (f, s) = (feature_id.to_owned(), session_id.to_owned());
+        self.db
+            .read(move |conn| {
+                conn.query_row(
+                    "SELECT diff, saved_at FROM session_diffs WHERE session_id = ?1 AND feature_id = ?2",
+                    params![s, f],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()

@@ -33,7 +33,8 @@ use crate::{
     auth::TokenScope,
     opencode::{self, Event, Known, OpenCodeClient, OpenCodeError, Prompt},
     sandbox::{
-        RepoSpec, Sandbox, SandboxError, SandboxSpec, SidecarSpec, sidecar_commit, sidecar_status,
+        RepoSpec, Sandbox, SandboxError, SandboxSpec, SidecarSpec, sidecar_commit, sidecar_diff,
+        sidecar_status,
     },
 };
 
@@ -884,6 +885,7 @@ impl Worker {
         // has its commit on every replica that sees it idle. Without the
         // sidecar, at least say which files are dirty.
         let committed = self.commit_work(entry).await;
+        let was_committed = committed.is_some();
         let files = match committed {
             Some(_) => None,
             None => match client.vcs_status(dir).await {
@@ -922,6 +924,9 @@ impl Worker {
                 })
             })
             .await;
+        if was_committed {
+            self.keep_diff().await;
+        }
         if aborted {
             // OpenCode 1.18.33 does not recover from an abort: later prompts
             // in that instance fail ("All fibers interrupted") or are never
@@ -945,7 +950,8 @@ impl Worker {
             Some(_) => self.commit_work(entry).await,
             None => None,
         };
-        if committed.is_none() {
+        let was_committed = committed.is_some();
+        if !was_committed {
             tracing::warn!(queue_entry = %entry.id, "the run's work could not be committed; the next commit includes it");
         }
         let (sid, id) = (self.session_id.clone(), entry.id.clone());
@@ -962,6 +968,31 @@ impl Worker {
                 })
             })
             .await;
+        if was_committed {
+            self.keep_diff().await;
+        }
+    }
+
+    /// Keep the session's diff as of the commit just recorded, so it can
+    /// be shown after the sandbox stops. After `idle` is written: nobody
+    /// waits for it.
+    async fn keep_diff(&self) {
+        let Some(sandbox) = &self.sandbox else { return };
+        let kept = match sidecar_diff(&sandbox.control_url, &sandbox.control_secret).await {
+            Ok(diff) => match serde_json::to_string(&diff) {
+                Ok(json) => self
+                    .deps
+                    .store
+                    .put_diff(&self.feature_id, &self.session_id, &json)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = kept {
+            tracing::warn!(error = %e, "cannot keep the session's diff");
+        }
     }
 
     /// Settle a run's entry; the session stays `running` until its commit

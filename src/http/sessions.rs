@@ -8,7 +8,7 @@ use axum::{
 use serde_json::json;
 
 use super::{ApiError, auth::Caller, extract::ApiPath};
-use crate::{features::Actor, state::AppState};
+use crate::{dispatch::DiffAnswer, features::Actor, state::AppState};
 
 fn agents(state: &AppState) -> Result<&crate::state::Agents, ApiError> {
     state.agents().ok_or_else(|| {
@@ -173,9 +173,10 @@ pub(super) async fn tool_output(
 }
 
 /// `GET /api/features/{id}/sessions/{sid}/diff`: what the session changed
-/// since it began (committed or not), from its running sandbox, for anyone
-/// who may read the feature. 409 `sandbox_not_running` when none runs (it
-/// starts with the next prompt).
+/// since it began, for anyone who may read the feature: from its running
+/// sandbox (`"source": "sandbox"`, uncommitted work included), else as kept
+/// at its last commit (`"source": "saved"`, with `saved_at`). 409
+/// `sandbox_not_running` when the session has neither.
 pub(super) async fn diff(
     State(state): State<AppState>,
     Caller(who): Caller,
@@ -185,19 +186,30 @@ pub(super) async fn diff(
         .features()
         .check_session(&feature_id, &session_id, &Actor::from(&who), false)
         .await?;
-    let Some(answer) = agents(&state)?.dispatcher.session_diff(&session_id).await else {
-        return Err(ApiError::new(
-            axum::http::StatusCode::CONFLICT,
-            "sandbox_not_running",
-            "the session's sandbox is not running; its diff is available while it runs (the next prompt starts it)",
-        ));
+    let answer = agents(&state)?
+        .dispatcher
+        .session_diff(&feature_id, &session_id)
+        .await;
+    let (diff, source, saved_at) = match answer {
+        Some(DiffAnswer::Live(diff)) => (diff, "sandbox", None),
+        Some(DiffAnswer::Saved { diff, saved_at }) => (diff, "saved", Some(saved_at)),
+        Some(DiffAnswer::Failed(e)) => {
+            return Err(ApiError::new(
+                axum::http::StatusCode::BAD_GATEWAY,
+                "sandbox_error",
+                format!("the session's diff could not be produced: {e}"),
+            ));
+        }
+        None => {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "sandbox_not_running",
+                "the session has no diff yet: its sandbox is not running and it has recorded no commit (the next prompt starts it)",
+            ));
+        }
     };
-    let diff = answer.map_err(|e| {
-        ApiError::new(
-            axum::http::StatusCode::BAD_GATEWAY,
-            "sandbox_error",
-            format!("the sandbox could not produce the diff: {e}"),
-        )
-    })?;
-    Ok(Json(diff).into_response())
+    let mut body = serde_json::to_value(diff).map_err(ApiError::internal)?;
+    body["source"] = json!(source);
+    body["saved_at"] = json!(saved_at);
+    Ok(Json(body).into_response())
 }

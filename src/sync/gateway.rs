@@ -270,6 +270,10 @@ enum Verdict {
     /// Forward (the peer still needs the server's changes), and tell the
     /// peer its own changes were not accepted.
     ForwardRefused(DocumentId),
+    /// Forward a read-only peer's sync message, then tell the peer its
+    /// changes were not accepted if its heads are ones the server lacks
+    /// (changes made locally, which a stock client never sends unasked).
+    ForwardCheckHeads(DocumentId, Vec<automerge::ChangeHash>),
     /// Changes from a writer: check and bind their actors, then forward.
     Attribute(DocumentId, Box<automerge::sync::Message>),
     Reply(Vec<u8>),
@@ -399,6 +403,19 @@ impl Reader<'_> {
                         return false;
                     }
                 }
+                Verdict::ForwardCheckHeads(doc, heads) => {
+                    if self.to_samod.send(bytes.to_vec()).await.is_err() {
+                        return false;
+                    }
+                    if self.lacks_any(&doc, heads).await {
+                        self.ctx.metrics.reject("read_only_changes");
+                        if let Some(frame) = self.refusal_notice(&doc).await
+                            && self.ctl.send(Control::Send(frame)).await.is_err()
+                        {
+                            return false;
+                        }
+                    }
+                }
                 Verdict::Attribute(doc, message) => match self.attribute(&doc, &message).await {
                     Ok(()) => {
                         if self.to_samod.send(bytes.to_vec()).await.is_err() {
@@ -524,6 +541,20 @@ impl Reader<'_> {
         Ok(())
     }
 
+    /// Whether the server's copy of `doc` lacks any of `heads`.
+    async fn lacks_any(&self, doc: &DocumentId, heads: Vec<automerge::ChangeHash>) -> bool {
+        let Ok(Some(handle)) = self.ctx.repo.find(doc.clone()).await else {
+            return false;
+        };
+        handle
+            .with_document_async(move |d| {
+                use automerge::ReadDoc;
+                heads.iter().any(|h| d.get_change_by_hash(h).is_none())
+            })
+            .await
+            .unwrap_or(false)
+    }
+
     /// A `refused` ephemeral message for `doc`, unless this connection was
     /// told recently; audited when sent.
     async fn refusal_notice(&mut self, doc: &DocumentId) -> Option<Vec<u8>> {
@@ -644,9 +675,10 @@ impl Reader<'_> {
                 let Some(doc) = env.document_id.and_then(parse_document_id) else {
                     return reject(INVALID_PAYLOAD, "bad_document_id", "invalid documentId");
                 };
-                if let Err(e) = wire::sync_message_heads(env.data.unwrap_or_default()) {
-                    return reject(INVALID_PAYLOAD, "bad_sync_message", e.to_string());
-                }
+                let heads = match wire::sync_message_heads(env.data.unwrap_or_default()) {
+                    Ok(heads) => heads,
+                    Err(e) => return reject(INVALID_PAYLOAD, "bad_sync_message", e.to_string()),
+                };
                 let access = self.ctx.policy.decide(&doc, &peer);
                 if access == Access::ReadWrite && env.kind == MessageType::Sync {
                     match automerge::sync::Message::decode(env.data.unwrap_or_default()) {
@@ -677,6 +709,8 @@ impl Reader<'_> {
                                 .is_ok_and(|m| !m.changes.is_empty());
                         if carries_changes {
                             Verdict::ForwardRefused(doc)
+                        } else if env.kind == MessageType::Sync && !heads.is_empty() {
+                            Verdict::ForwardCheckHeads(doc, heads)
                         } else {
                             Verdict::Forward
                         }

@@ -19,7 +19,9 @@ export const MAX_EPHEMERAL_BYTES = 64 * 1024;
 
 export type EphemeralMessage = Presence | Typing | Heartbeat | AgentOutput | Refused;
 
-export const PRESENCE_STATUSES = ["active", "idle", "away"] as const;
+/** `left`: the page closed or no longer shows the feature; show the user
+ * offline now rather than when their presence expires. */
+export const PRESENCE_STATUSES = ["active", "idle", "away", "left"] as const;
 export type PresenceStatus = (typeof PRESENCE_STATUSES)[number];
 
 /** Who is here and what they look at. Send on change, and again now and

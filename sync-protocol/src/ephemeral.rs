@@ -153,6 +153,9 @@ string_enum! {
         Idle = "idle",
         /// Tab hidden.
         Away = "away",
+        /// The page closed or stopped showing the feature: offline now,
+        /// not when the presence expires.
+        Left = "left",
     }
     default = Active;
 }

@@ -322,15 +322,19 @@ async fn a_prompt_queued_over_sync_runs_and_streams_to_everyone() {
     // What a server that stopped between a run's outcome and its commit
     // leaves behind: `running` with nothing in flight. It is wrapped up
     // (committed, `idle`) without anyone queueing.
-    fa.with_document(|d| {
+    let left_running = fa.with_document(|d| {
         d.transact_with(
             |_| canopy_protocol::ChangeMeta::now("left running").commit_options(),
             |tx| feature::set_session_status(tx, &w.session_id, &SessionStatus::Running),
         )
-        .unwrap();
+        .unwrap()
+        .hash
+        .unwrap()
     });
+    // Idle in a document that has the change: the server answered it.
     until("the unfinished wrap-up is finished", async || {
-        read(&fb).sessions[&w.session_id].status == SessionStatus::Idle
+        fb.with_document(|d| d.get_change_by_hash(&left_running).is_some())
+            && read(&fb).sessions[&w.session_id].status == SessionStatus::Idle
     })
     .await;
 
@@ -352,6 +356,7 @@ async fn a_prompt_queued_over_sync_runs_and_streams_to_everyone() {
     assert!(hello["patch"].as_str().unwrap().contains("+hi"), "{diff}");
     assert!(files.iter().any(|f| f["path"] == "scratch.md"), "{diff}");
     assert_eq!(diff["truncated"], false);
+    assert_eq!(diff["source"], "sandbox", "{diff}");
     // Unknown sessions and strangers get no diff.
     let missing = http()
         .get(format!(
@@ -375,6 +380,32 @@ async fn a_prompt_queued_over_sync_runs_and_streams_to_everyone() {
         "{}",
         refused.status()
     );
+
+    // Completed, the sandbox stops; the diff kept at the run's end still
+    // answers.
+    let done = http()
+        .post(format!(
+            "{}/api/features/{}/sessions/{}/complete",
+            w.base, w.feature_id, w.session_id
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200, "{}", done.text().await.unwrap());
+    let saved: Value = http_as(&bob_token)
+        .get(&diff_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(saved["source"], "saved", "{saved}");
+    assert!(saved["saved_at"].as_i64().unwrap() > 0, "{saved}");
+    let kept = saved["files"].as_array().unwrap();
+    let hello = kept.iter().find(|f| f["path"] == "hello.txt").unwrap();
+    assert!(hello["patch"].as_str().unwrap().contains("+hi"), "{saved}");
+    assert!(saved["head"].is_string(), "{saved}");
 
     a.stop().await;
     b.stop().await;

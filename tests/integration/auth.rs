@@ -364,6 +364,85 @@ async fn a_non_member_cannot_tell_a_feature_from_a_random_id() {
     server.stop().await.unwrap();
 }
 
+/// A raw sync connection as `token`'s user, past the handshake.
+struct RawPeer {
+    ws: Ws,
+    peer: String,
+    server_peer: String,
+}
+
+impl RawPeer {
+    async fn join(base: &str, token: &str, suffix: &str) -> RawPeer {
+        let (peer, url) = ticket(base, token, suffix).await;
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        let server_peer = match join_as(&mut ws, &peer).await {
+            Some(Message::Binary(b)) => wire::decode_envelope(&b)
+                .unwrap()
+                .sender_id
+                .unwrap()
+                .to_owned(),
+            other => panic!("expected a peer message, got {other:?}"),
+        };
+        RawPeer {
+            ws,
+            peer,
+            server_peer,
+        }
+    }
+
+    /// Send a sync message announcing `heads` and carrying `changes`.
+    async fn sync(
+        &mut self,
+        doc: &samod::DocumentId,
+        heads: Vec<automerge::ChangeHash>,
+        changes: Vec<Vec<u8>>,
+    ) {
+        let message = automerge::sync::Message {
+            heads,
+            need: vec![],
+            have: vec![],
+            changes: changes.into(),
+            flags: None,
+            version: automerge::sync::MessageVersion::V1,
+        }
+        .encode();
+        let frame = wire::encode_sync(
+            MessageType::Sync,
+            &self.peer,
+            &self.server_peer,
+            &doc.to_string(),
+            &message,
+        );
+        self.ws.send(Message::Binary(frame.into())).await.unwrap();
+    }
+
+    /// The next `refused` notice, with the document it names.
+    async fn refused(&mut self) -> (String, canopy_protocol::ephemeral::Refused) {
+        use canopy_protocol::ephemeral::Ephemeral;
+        within("a refused notice", async {
+            loop {
+                let Some(Ok(Message::Binary(b))) = self.ws.next().await else {
+                    panic!("the connection ended without a notice");
+                };
+                let env = wire::decode_envelope(&b).unwrap();
+                if env.kind == MessageType::Ephemeral
+                    && let Ok(Ephemeral::Refused(r)) =
+                        Ephemeral::decode(env.data.unwrap_or_default())
+                {
+                    let doc = match env.document_id.unwrap() {
+                        wire::WireDocumentId::Str(s) => s.to_owned(),
+                        wire::WireDocumentId::Bytes(b) => {
+                            samod::DocumentId::try_from(b.to_vec()).unwrap().to_string()
+                        }
+                    };
+                    return (doc, r);
+                }
+            }
+        })
+        .await
+    }
+}
+
 /// Join as `token`'s user on a raw socket, push a sync message that carries
 /// a change for `doc`, and return the `refused` notice the server sends back.
 async fn pushed_change_is_refused(
@@ -372,58 +451,25 @@ async fn pushed_change_is_refused(
     doc: &samod::DocumentId,
 ) -> canopy_protocol::ephemeral::Refused {
     use automerge::transaction::Transactable;
-    use canopy_protocol::ephemeral::Ephemeral;
-    let (peer, url) = ticket(base, token, "pusher").await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-    let server_peer = match join_as(&mut ws, &peer).await {
-        Some(Message::Binary(b)) => wire::decode_envelope(&b)
-            .unwrap()
-            .sender_id
-            .unwrap()
-            .to_owned(),
-        other => panic!("expected a peer message, got {other:?}"),
-    };
+    let mut raw = RawPeer::join(base, token, "pusher").await;
     let mut local = automerge::Automerge::new();
     let mut tx = local.transaction();
     tx.put(automerge::ROOT, "notes", "pushed by a viewer")
         .unwrap();
     tx.commit();
     let change = local.get_changes(&[])[0].raw_bytes().to_vec();
-    let message = automerge::sync::Message {
-        heads: local.get_heads(),
-        need: vec![],
-        have: vec![],
-        changes: vec![change].into(),
-        flags: None,
-        version: automerge::sync::MessageVersion::V1,
-    }
-    .encode();
-    ws.send(Message::Binary(
-        wire::encode_sync(
-            MessageType::Sync,
-            &peer,
-            &server_peer,
-            &doc.to_string(),
-            &message,
-        )
-        .into(),
-    ))
-    .await
-    .unwrap();
-    within("a refused notice", async {
-        loop {
-            let Some(Ok(Message::Binary(b))) = ws.next().await else {
-                panic!("the connection ended without a notice");
-            };
-            let env = wire::decode_envelope(&b).unwrap();
-            if env.kind == MessageType::Ephemeral
-                && let Ok(Ephemeral::Refused(r)) = Ephemeral::decode(env.data.unwrap_or_default())
-            {
-                return r;
-            }
-        }
-    })
-    .await
+    raw.sync(doc, local.get_heads(), vec![change]).await;
+    raw.refused().await.1
+}
+
+/// Whether the feature's audit log has an entry with `action`.
+async fn audited(base: &str, feature: &str, action: &str) -> bool {
+    let audit = audit_log(base, feature).await;
+    audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == action)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -493,15 +539,7 @@ async fn a_viewers_edits_are_never_stored_or_forwarded() {
         "the server applied a viewer's change"
     );
     // The refusal is in the feature's audit log.
-    let audit = audit_log(&base, &feature).await;
-    assert!(
-        audit["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["action"] == "change_rejected"),
-        "{audit}"
-    );
+    assert!(audited(&base, &feature, "change_rejected").await);
     // Nor is it in storage after a restart.
     owner.stop().await;
     viewer.stop().await;
@@ -510,6 +548,47 @@ async fn a_viewers_edits_are_never_stored_or_forwarded() {
     let snap = snapshot(server.url(), &feature).await;
     assert!(!snap.to_string().contains("planted by a viewer"));
     assert_eq!(snap["document"]["notes"], "second");
+    server.stop().await.unwrap();
+}
+
+/// A viewer's client that made changes locally announces heads the server
+/// lacks (without sending the changes, as stock clients do): it is told its
+/// changes were refused. Heads the server has draw no notice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_announcing_unknown_heads_is_told_they_were_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path()).await;
+    let base = server.url().to_owned();
+    let (known_feature, known_doc) = create_feature(&base, "heads it has").await;
+    let (unknown_feature, unknown_doc) = create_feature(&base, "heads it lacks").await;
+    let (_, viv_token) = add_member(&server, &known_feature, "viv", "viewer").await;
+    assert_eq!(
+        set_member(&base, &unknown_feature, "viv", "viewer").await,
+        200
+    );
+    let owner = Peer::connect(&server.sync_url(), "owner").await;
+    let server_heads = owner
+        .find(&known_doc)
+        .await
+        .with_document(|d| d.get_heads());
+    assert!(!server_heads.is_empty());
+
+    let mut raw = RawPeer::join(&base, &viv_token, "heads").await;
+    // First the server's own heads on one document, then heads it has
+    // never seen on the other. Notices come back in order, so a notice for
+    // the first document would arrive before the second's.
+    raw.sync(&known_doc, server_heads, vec![]).await;
+    raw.sync(&unknown_doc, vec![automerge::ChangeHash([7; 32])], vec![])
+        .await;
+    let (doc, refused) = raw.refused().await;
+    assert_eq!(
+        doc,
+        unknown_doc.to_string(),
+        "a notice for heads the server has"
+    );
+    assert_eq!(refused.reason, "read_only");
+    assert!(audited(&base, &unknown_feature, "change_rejected").await);
+    owner.stop().await;
     server.stop().await.unwrap();
 }
 

@@ -2,7 +2,8 @@
  * Two people on one feature, each in their own browser: the owner queues
  * prompts from the session view's composer, the contributor watches them
  * queue, run, stream (ephemeral `agent_output` deltas) and settle, and sees
- * the file the agent wrote; both see each other's presence.
+ * the file the agent wrote; both see each other's presence, and Bob
+ * offline as soon as he closes the page.
  */
 import { T, assert, until } from "../lib/env.mjs";
 import { waitText } from "../lib/browser.mjs";
@@ -111,5 +112,19 @@ export default {
     await until("Bob's queue to be empty", async () => (await B.page.locator(".session-side .queue-row").count()) === 0);
     const bobSaw = (await readRecorder(B.page)).statuses[SLOW] ?? [];
     assert(bobSaw.includes("running"), `Bob saw the slow prompt running: ${bobSaw.join(" → ")}`);
+
+    // Bob closes the tab: Alice sees him offline at once (presence
+    // `left`), well before his last presence would expire (at least 22 s:
+    // presence goes out every 10 s and counts for 32 s).
+    await B.page.close({ runBeforeUnload: true });
+    await until(
+      "Alice to see Bob offline after he left",
+      async () => {
+        const labels = await A.page.locator(".presence-row [role=img]").evaluateAll((els) => els.map((e) => e.getAttribute("aria-label")));
+        return labels.includes("Bob Stone, offline");
+      },
+      { timeout: 15_000 },
+    );
+    t.step("Bob left: Alice saw him offline at once");
   },
 };

@@ -2,7 +2,8 @@
  * Offline and back: Alice's browser loses the network, she adds a learning
  * and queues a prompt; Bob edits the shared notes meanwhile; when Alice is
  * back everything merges on both pages and her prompt runs. The offline
- * banner and the unsynced count show while offline and clear after.
+ * banner and the unsynced count show while offline and clear after. Bob,
+ * offline in turn, reads the transcript of the session he never opened.
  */
 import { T, assert, until } from "../lib/env.mjs";
 import { waitText } from "../lib/browser.mjs";
@@ -113,5 +114,19 @@ export default {
     await waitText("Alice to see the agent's answer", A.page.locator(".msg-agent .part-text").filter({ hasText: "Wrote offline.txt." }), () => true, T.sync);
     const entry = (await server.snapshot(alice.token, featureId)).document.queue.find((q) => q.text === PROMPT);
     assert(entry.author === alice.userId, "the prompt is Alice's");
+    t.step("the offline prompt ran");
+
+    // Bob never opened the session, yet his device keeps its transcript
+    // (the dashboard brings recent transcripts along): offline, it reads.
+    await until("Bob's device to hold the transcript with the answer", () =>
+      B.page.evaluate(() =>
+        Object.values(window.canopy.repo.handles).some((h) => h.isReady() && Array.isArray(h.doc()?.messages) && JSON.stringify(h.doc().messages).includes("Wrote offline.txt.")),
+      ),
+    );
+    await B.context.setOffline(true);
+    await B.page.locator(".banner-offline").waitFor({ state: "visible", timeout: 15_000 });
+    await B.page.locator(".session-title", { hasText: "train ride" }).click();
+    await waitText("Bob to read the answer offline", B.page.locator(".msg-agent .part-text").filter({ hasText: "Wrote offline.txt." }), () => true, T.ui);
+    t.step("Bob read the transcript of a session he never opened, offline");
   },
 };

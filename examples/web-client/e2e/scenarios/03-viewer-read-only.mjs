@@ -119,18 +119,28 @@ export default {
     await waitText("the viewer's page to show its local change", page.locator(".know-text").filter({ hasText: FORCED }), () => true, T.ui);
     await until("the viewer's unsynced count to show the change", async () => (await C.unsyncedCount()) >= 1, { timeout: T.ui });
     t.step("forced change made in the viewer's replica");
+    // The client announces heads the server does not have: the server
+    // tells it that its changes were not accepted.
+    const refusedBanner = page.locator(".banner-bad[role=alert]");
+    const refusedText = (s) => s.includes("did not accept your changes") && s.includes("read_only");
+    await waitText("the viewer's page to say the server refused the change", refusedBanner, refusedText);
+    await refusedBanner.getByRole("button", { name: "Dismiss" }).click();
+    await refusedBanner.waitFor({ state: "detached", timeout: T.ui });
+    t.step("the server refused the local change (refused notice shown, dismissed)");
 
     // A reload makes a new connection and a new sync exchange with the
-    // change already in the replica (IndexedDB).
+    // change already in the replica (IndexedDB): refused again.
     await page.reload();
     await page.locator(".notes-text").waitFor({ timeout: 30_000 });
     await C.waitOnline();
     await waitText("the forced learning, from IndexedDB", page.locator(".know-text").filter({ hasText: FORCED }), () => true);
+    await waitText("the refused notice after the reload", refusedBanner, refusedText);
 
     // 2. Push it raw: a sync message that carries the change, sent through
     //    the client's own automerge-repo network adapter. (automerge's sync
     //    protocol sends changes only when the other side asks for them, and
-    //    the server never asks a viewer; this makes the server look.)
+    //    the server never asks a viewer; this makes the server look.) The
+    //    server must not take it (checked below, with the audit log).
     const docId = docUrl.replace(/^automerge:/, "");
     const binary = await page.evaluate(async (id) => Array.from(await window.canopy.repo.export(id)), docId);
     const replica = Automerge.load(Uint8Array.from(binary));
@@ -144,12 +154,7 @@ export default {
       },
       { docId, data: Array.from(data) },
     );
-    await waitText(
-      "the viewer's page to say the server refused the change",
-      page.locator(".banner-bad[role=alert]"),
-      (s) => s.includes("did not accept your changes") && s.includes("read_only"),
-    );
-    t.step("the server refused the pushed change (refused notice shown)");
+    t.step("the change pushed raw");
 
     // The owner keeps working; the viewer still receives changes.
     await A.page.getByRole("button", { name: "Add learning" }).click();

@@ -31,6 +31,11 @@ export interface SessionDiff {
   head: string | null;
   files: FileDiff[];
   truncated: boolean;
+  /** `sandbox`: live, uncommitted work included; `saved`: as the server
+   * kept it at the end of the session's last run (the sandbox is stopped). */
+  source?: "sandbox" | "saved";
+  /** When a `saved` diff was kept (Unix ms). */
+  saved_at?: number | null;
 }
 
 export interface FileDiff {
@@ -134,8 +139,9 @@ export class Api {
     return this.request("GET", "/me");
   }
 
-  /** What the session changed since it began, from its running sandbox
-   * (409 `sandbox_not_running` while none runs). */
+  /** What the session changed since it began: from its running sandbox,
+   * else as kept at the end of its last run (409 `sandbox_not_running`
+   * when it has neither). */
   sessionDiff(featureId: string, sessionId: string): Promise<SessionDiff> {
     return this.request("GET", `/features/${encodeURIComponent(featureId)}/sessions/${encodeURIComponent(sessionId)}/diff`);
   }

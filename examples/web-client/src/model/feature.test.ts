@@ -3,7 +3,7 @@ import * as A from "@automerge/automerge/slim";
 import type { FeatureDoc } from "../schema";
 import { readFeature } from "../doc/feature";
 import { addLearning, appendQueueEntry } from "../doc/write";
-import { canWrite, featureRows, filterLearnings, myRole, nameOf, sessionCards } from "./feature";
+import { canWrite, featureRows, filterLearnings, myRole, nameOf, recentTranscripts, sessionCards } from "./feature";
 import { ALICE, BOB, SES_A, SES_B, s, serverFeature } from "../test/fixtures";
 
 describe("feature view models", () => {
@@ -20,6 +20,19 @@ describe("feature view models", () => {
     expect(rows[0]).toMatchObject({ title: "Add OAuth login", sessionCount: 2, runningSessions: 1, waitingPrompts: 1, lastActivity: 1_800_000_000_000, loaded: true });
     expect(rows[0]!.participants.map((p) => p.name)).toEqual(["Alice", "Bob"]);
     expect(rows[1]).toMatchObject({ title: "Other", loaded: false, lastActivity: 5 });
+  });
+
+  it("picks the transcripts of the newest sessions to keep on the device", () => {
+    const f = readFeature(serverFeature());
+    const [a, b] = f.sessions;
+    const sessions = [
+      { ...a!, id: "ses_old", createdAt: 1, transcript: "automerge:old" },
+      { ...b!, id: "ses_new", createdAt: 3, transcript: "automerge:new" },
+      { ...a!, id: "ses_none", createdAt: 5, transcript: null },
+      { ...b!, id: "ses_mid", createdAt: 2, transcript: "automerge:mid" },
+    ];
+    expect(recentTranscripts(sessions, 2)).toEqual(["automerge:new", "automerge:mid"]);
+    expect(recentTranscripts(sessions, 10)).toEqual(["automerge:new", "automerge:mid", "automerge:old"]);
   });
 
   it("derives the role and write access", () => {

@@ -190,3 +190,13 @@ export function nameOf(feature: FeatureView | null, userId: string, me?: string 
   }
   return feature?.participants.find((p) => p.userId === userId)?.name ?? userId;
 }
+
+/** The transcript URLs of the `n` most recently created sessions that have
+ * one, newest first: what a device keeps so they read offline. */
+export function recentTranscripts(sessions: readonly SessionView[], n: number): string[] {
+  return sessions
+    .filter((s) => s.transcript)
+    .sort((a, b) => b.createdAt - a.createdAt || a.id.localeCompare(b.id))
+    .slice(0, n)
+    .map((s) => s.transcript!);
+}

@@ -24,6 +24,14 @@ describe("presence", () => {
     expect(view.filter((p) => p.state === "offline").map((p) => p.name)).toEqual(["Bo", "Cy"]);
   });
 
+  it("shows someone who left offline at once, and present again when they return", () => {
+    let records = applyPresence({}, { type: "presence", user_id: "usr_bo", status: "active" }, 1_000);
+    records = applyPresence(records, { type: "presence", user_id: "usr_bo", status: "left" }, 2_000);
+    expect(presenceModel(participants, records, {}, 2_001, "usr_ana").find((p) => p.userId === "usr_bo")!.state).toBe("offline");
+    records = applyPresence(records, { type: "presence", user_id: "usr_bo", status: "active" }, 3_000);
+    expect(presenceModel(participants, records, {}, 3_001, "usr_ana").find((p) => p.userId === "usr_bo")!.state).toBe("active");
+  });
+
   it("shows present people who are not in the participants mirror yet", () => {
     const records = applyPresence({}, { type: "presence", user_id: "usr_new", name: "Dee", status: "active" }, 10);
     const view = presenceModel(participants, records, {}, 20, null);

@@ -60,7 +60,7 @@ export interface ParticipantPresence {
 const ORDER: Record<PresenceState, number> = { active: 0, idle: 1, away: 2, offline: 3 };
 
 export function presenceState(record: PresenceRecord | undefined, now: number, offlineAfterMs = OFFLINE_AFTER_MS): PresenceState {
-  if (!record || now - record.lastSeen > offlineAfterMs) return "offline";
+  if (!record || record.status === "left" || now - record.lastSeen > offlineAfterMs) return "offline";
   if (record.status === "active" || record.status === "idle" || record.status === "away") return record.status;
   return "active"; // a newer status value: they are here, at least
 }

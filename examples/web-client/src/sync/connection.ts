@@ -116,6 +116,9 @@ export class Connection {
       sharePolicy: async () => true,
     });
     tracker = this.unsynced = new UnsyncedTracker(this.repo, me.user_id);
+    this.adapter.subscribe((st) => {
+      if (st.status === "online") void this.#drainPrefetch();
+    });
   }
 
   get state(): ConnectionState {
@@ -196,6 +199,39 @@ export class Connection {
     const handle = await this.repo.find<T>(url, signal ? { signal } : {});
     this.unsynced.attach(handle as DocHandle<unknown>);
     return handle;
+  }
+
+  #prefetched = new Set<string>();
+  #prefetchQueue: string[] = [];
+  #prefetching = false;
+
+  /** Bring these documents onto this device (kept in IndexedDB and synced
+   * from then on), one at a time while online, so that what was never
+   * opened here (a session's transcript, say) can still be read offline. */
+  prefetch(urls: readonly string[]) {
+    for (const u of urls) {
+      if (this.#prefetched.has(u)) continue;
+      this.#prefetched.add(u);
+      this.#prefetchQueue.push(u);
+    }
+    void this.#drainPrefetch();
+  }
+
+  async #drainPrefetch() {
+    if (this.#prefetching) return;
+    this.#prefetching = true;
+    try {
+      while (this.#prefetchQueue.length > 0 && this.state.status === "online") {
+        const url = this.#prefetchQueue.shift()!;
+        try {
+          await this.find(url as AnyDocumentId);
+        } catch {
+          this.#prefetched.delete(url); // asked again the next time it is listed
+        }
+      }
+    } finally {
+      this.#prefetching = false;
+    }
   }
 
   async close(): Promise<void> {

@@ -58,6 +58,10 @@ export class FeatureRoom extends Store<FeatureLive> {
   #status: PresenceStatus = "active";
   #sessionId: string | null = null;
   #timer: ReturnType<typeof setInterval> | undefined;
+  #leaving: ReturnType<typeof setTimeout> | undefined;
+  /** The page is going away: say nothing more (a hidden page would
+   * otherwise announce `away` after our `left`). */
+  #pageGone = false;
   #lastTyping = new Map<string, number>();
   #watchers = 0;
   #lastReply = 0;
@@ -68,6 +72,26 @@ export class FeatureRoom extends Store<FeatureLive> {
     this.#handle = handle;
     this.#me = me;
     handle.on("ephemeral-message", this.#onMessage);
+    if (typeof window !== "undefined") {
+      window.addEventListener("pagehide", this.#onPageHide);
+      window.addEventListener("pageshow", this.#onPageShow);
+    }
+  }
+
+  /** The page is closing (or going into the back/forward cache): others
+   * should show us offline now, not when our presence expires. */
+  #onPageHide = () => {
+    if (this.#watchers > 0) this.#sendLeft();
+    this.#pageGone = true;
+  };
+
+  #onPageShow = (e: PageTransitionEvent) => {
+    this.#pageGone = false;
+    if (e.persisted && this.#watchers > 0) this.announce();
+  };
+
+  #sendLeft() {
+    this.#send(presenceMessage({ userId: this.#me.userId, name: this.#me.name, status: "left", sessionId: null }));
   }
 
   #onMessage = ({ message, senderId }: DocHandleEphemeralMessagePayload<unknown>) => {
@@ -114,6 +138,7 @@ export class FeatureRoom extends Store<FeatureLive> {
 
   /** Send our presence now. */
   announce() {
+    if (this.#pageGone) return;
     this.#send(presenceMessage({ userId: this.#me.userId, name: this.#me.name, status: this.#status, sessionId: this.#sessionId }));
   }
 
@@ -124,6 +149,7 @@ export class FeatureRoom extends Store<FeatureLive> {
   watch(sessionId: string | null): () => void {
     this.#watchers++;
     this.#sessionId = sessionId;
+    clearTimeout(this.#leaving);
     this.announce();
     if (!this.#timer) this.#timer = setInterval(() => this.announce(), PRESENCE_INTERVAL_MS);
     return () => {
@@ -131,6 +157,12 @@ export class FeatureRoom extends Store<FeatureLive> {
       if (this.#watchers === 0) {
         clearInterval(this.#timer);
         this.#timer = undefined;
+        // Moving between two screens of the feature releases and watches
+        // again at once; only a real departure says `left`.
+        clearTimeout(this.#leaving);
+        this.#leaving = setTimeout(() => {
+          if (this.#watchers === 0) this.#sendLeft();
+        }, 1_000);
       }
     };
   }
@@ -155,7 +187,12 @@ export class FeatureRoom extends Store<FeatureLive> {
 
   dispose() {
     clearInterval(this.#timer);
+    clearTimeout(this.#leaving);
     this.#handle.off("ephemeral-message", this.#onMessage);
+    if (typeof window !== "undefined") {
+      window.removeEventListener("pagehide", this.#onPageHide);
+      window.removeEventListener("pageshow", this.#onPageShow);
+    }
   }
 }
 

@@ -566,8 +566,9 @@ type DiffState =
   | { kind: "ready"; diff: SessionDiff; version: string }
   | { kind: "error"; message: string };
 
-/** The session's changes with their patches, fetched when opened (from the
- * sandbox, so only while it runs) and again when the files change. */
+/** The session's changes with their patches, fetched when opened and again
+ * when the files change: live from the sandbox while it runs, else as the
+ * server kept them at the end of the last run. */
 function SessionDiffView({ featureId, sessionId, version }: { featureId: string; sessionId: string; version: string }) {
   const conn = useConnection();
   const [open, setOpen] = useState(false);
@@ -586,7 +587,7 @@ function SessionDiffView({ featureId, sessionId, version }: { featureId: string;
           kind: "error",
           message:
             err.code === "sandbox_not_running"
-              ? "The diff is shown while the session's sandbox runs; it starts with the next prompt."
+              ? "No changes to show yet: the session has not finished a prompt."
               : (err.message ?? "The diff could not be loaded."),
         });
       });
@@ -605,6 +606,11 @@ function SessionDiffView({ featureId, sessionId, version }: { featureId: string;
           <p className="muted">No changes since the session began.</p>
         ) : (
           <>
+            {state.diff.source === "saved" && state.diff.saved_at ? (
+              <p className="muted diff-source">
+                As of the last run, <Time ms={state.diff.saved_at} now={Date.now()} /> (the sandbox is stopped).
+              </p>
+            ) : null}
             {state.diff.files.map((f) => (
               <div key={f.path} className="diff-file">
                 <div className="diff-head">

@@ -15,6 +15,10 @@ import type { TranscriptView } from "../doc/transcript";
 import type { FeatureLive, FeatureRoom, TranscriptRoom } from "../sync/rooms";
 import type { StreamState } from "../model/transcript";
 import { myPresenceStatus } from "../model/presence";
+import { recentTranscripts } from "../model/feature";
+
+/** How many sessions' transcripts a device keeps without being opened. */
+const PREFETCH_TRANSCRIPTS = 20;
 
 export const ConnectionContext = createContext<Connection | null>(null);
 
@@ -152,6 +156,11 @@ export function useFeature(featureId: string): FeatureState {
   const view = useMemo(() => (doc ? readFeature(doc) : null), [doc]);
   const room = useMemo(() => (handle ? conn.featureRoom(handle as DocHandle<unknown>) : null), [conn, handle]);
   const live = useStore(room, EMPTY_LIVE);
+  // The transcripts of the most recent sessions, so they read offline too.
+  const transcripts = useMemo(() => (view ? recentTranscripts(view.sessions, PREFETCH_TRANSCRIPTS).join("\n") : ""), [view]);
+  useEffect(() => {
+    if (transcripts) conn.prefetch(transcripts.split("\n"));
+  }, [conn, transcripts]);
   return { url, handle, doc, view, room, live, error: urlError ?? error, loading: (!url && !urlError) || loading };
 }
 
