@@ -11,7 +11,7 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use crate::db::{Database, DbError};
 
@@ -191,5 +191,46 @@ impl Attribution {
                 at: now,
             });
         }
+    }
+
+    /// Who delivered (or, for the server's own writes, asked for) changes
+    /// of `document`: `hash → user`, for `hashes` or, with `None`, all.
+    pub async fn origins(
+        &self,
+        document: &str,
+        hashes: Option<Vec<String>>,
+    ) -> Result<HashMap<String, String>, DbError> {
+        let doc = document.to_owned();
+        self.db
+            .read(move |conn| {
+                let mut out = HashMap::new();
+                match hashes {
+                    Some(hashes) => {
+                        let mut stmt = conn.prepare_cached(
+                            "SELECT user_id FROM change_origins WHERE document_id = ?1 AND change_hash = ?2",
+                        )?;
+                        for h in hashes {
+                            if let Some(user) = stmt
+                                .query_row(params![doc, h], |r| r.get::<_, String>(0))
+                                .optional()?
+                            {
+                                out.insert(h, user);
+                            }
+                        }
+                    }
+                    None => {
+                        let mut stmt = conn.prepare_cached(
+                            "SELECT change_hash, user_id FROM change_origins WHERE document_id = ?1",
+                        )?;
+                        let rows = stmt.query_map([&doc], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                        for row in rows {
+                            let (h, u) = row?;
+                            out.insert(h, u);
+                        }
+                    }
+                }
+                Ok(out)
+            })
+            .await
     }
 }

@@ -28,6 +28,9 @@ use crate::{
 
 /// Limits on what people send; generous for real use, small enough that one
 /// request cannot bloat a document.
+mod history;
+pub use history::{HistoryRequest, HistoryTarget, Restored};
+
 pub mod limits {
     /// Feature and session titles, in characters.
     pub const TITLE_CHARS: usize = 200;
@@ -109,6 +112,9 @@ pub enum FeatureError {
     /// The hub is stopping.
     #[error("the server is shutting down")]
     Stopped,
+    /// A history request is malformed or names what the document lacks.
+    #[error(transparent)]
+    History(#[from] crate::history::HistoryError),
 }
 
 impl From<samod::Stopped> for FeatureError {
@@ -235,6 +241,7 @@ pub struct FeatureService {
     repo: Repo,
     db: Database,
     opened: Opened,
+    history: crate::history::HistoryCache,
 }
 
 impl FeatureService {
@@ -256,6 +263,7 @@ impl FeatureService {
             repo,
             db,
             opened,
+            history: crate::history::HistoryCache::default(),
         }
     }
 
@@ -298,6 +306,39 @@ impl FeatureService {
         }
     }
 
+    /// Run `f` on the document, and record `actor` as the author of the
+    /// change(s) it made (the server writes them with its own actor, on
+    /// the caller's behalf; the history browser shows the caller).
+    async fn write_for<R: Send + 'static>(
+        &self,
+        handle: &DocHandle,
+        actor: &Actor,
+        f: impl FnOnce(&mut Automerge) -> R + Send + 'static,
+    ) -> Result<R, FeatureError> {
+        let (result, made) = handle
+            .with_document_async(move |doc| {
+                let before = doc.get_heads();
+                let result = f(doc);
+                let made: Vec<String> = doc
+                    .get_heads()
+                    .iter()
+                    .filter(|h| !before.contains(h))
+                    .map(ToString::to_string)
+                    .collect();
+                (result, made)
+            })
+            .await?;
+        if !made.is_empty() {
+            self.attribution.record_origins(
+                &handle.document_id().to_string(),
+                &actor.user_id,
+                crate::attribution::SERVER,
+                made,
+            );
+        }
+        Ok(result)
+    }
+
     /// Create a feature: its document (persisted before this returns) and
     /// its registry entry, which makes the document visible to peers.
     #[tracing::instrument(skip_all, fields(feature_id = tracing::field::Empty, document_id = tracing::field::Empty))]
@@ -333,6 +374,20 @@ impl FeatureService {
         .map_err(|e| FeatureError::Document(e.to_string()))?;
         let handle = self.repo.create(doc).await?;
         self.bind_server_actor(&handle).await?;
+        let first: Vec<String> = handle
+            .with_document_async(|d| {
+                d.get_changes(&[])
+                    .iter()
+                    .map(|c| c.hash().to_string())
+                    .collect()
+            })
+            .await?;
+        self.attribution.record_origins(
+            &handle.document_id().to_string(),
+            &actor.user_id,
+            crate::attribution::SERVER,
+            first,
+        );
         let document_id = handle.document_id().clone();
         tracing::Span::current().record("document_id", tracing::field::display(&document_id));
         let record = FeatureRecord {
@@ -453,8 +508,8 @@ impl FeatureService {
             created_at: unix_ms_now(),
         };
         let sid = session_id.clone();
-        let session = handle
-            .with_document_async(move |doc| {
+        let session = self
+            .write_for(&handle, actor, move |doc| {
                 for dep in &new.depends_on {
                     if feature::read_session(doc, dep).is_none() {
                         return Err(FeatureError::Invalid(format!(
@@ -518,8 +573,8 @@ impl FeatureService {
             .await?;
         let (_, handle) = self.handle(feature_id).await?;
         let sid = session_id.to_owned();
-        handle
-            .with_document_async(move |doc| {
+        self
+            .write_for(&handle, actor, move |doc| {
                 // A run whose entry settled is still `running` until its
                 // commit is recorded.
                 let in_flight = feature::open_queue_entries_with_objects(doc)
@@ -579,8 +634,8 @@ impl FeatureService {
         };
         let entry_id = entry.id.clone();
         let per_user = self.limits.queued_per_user;
-        let queued = handle
-            .with_document_async(move |doc| {
+        let queued = self
+            .write_for(&handle, actor, move |doc| {
                 if feature::read_session(doc, &entry.session_id).is_none() {
                     return Err(FeatureError::SessionNotFound(entry.session_id.clone()));
                 }
@@ -690,19 +745,18 @@ impl FeatureService {
                 role: role.as_str().to_owned(),
             },
         );
-        handle
-            .with_document_async(move |doc| {
-                doc.transact_with(
-                    |_| {
-                        ChangeMeta::now(format!("member {uid} is {}", participant.role))
-                            .commit_options()
-                    },
-                    |tx| feature::set_participant(tx, &uid, &participant),
-                )
-                .map(|_| ())
-                .map_err(|f| FeatureError::Document(f.error.to_string()))
-            })
-            .await??;
+        self.write_for(&handle, actor, move |doc| {
+            doc.transact_with(
+                |_| {
+                    ChangeMeta::now(format!("member {uid} is {}", participant.role))
+                        .commit_options()
+                },
+                |tx| feature::set_participant(tx, &uid, &participant),
+            )
+            .map(|_| ())
+            .map_err(|f| FeatureError::Document(f.error.to_string()))
+        })
+        .await??;
         tracing::info!(feature_id, role = role.as_str(), "member set");
         Ok(())
     }
@@ -736,16 +790,15 @@ impl FeatureService {
         let (_, handle) = self.handle(feature_id).await?;
         self.bind_server_actor(&handle).await?;
         let uid = user_id.to_owned();
-        handle
-            .with_document_async(move |doc| {
-                doc.transact_with(
-                    |_| ChangeMeta::now(format!("member {uid} removed")).commit_options(),
-                    |tx| feature::remove_participant(tx, &uid),
-                )
-                .map(|_| ())
-                .map_err(|f| FeatureError::Document(f.error.to_string()))
-            })
-            .await??;
+        self.write_for(&handle, actor, move |doc| {
+            doc.transact_with(
+                |_| ChangeMeta::now(format!("member {uid} removed")).commit_options(),
+                |tx| feature::remove_participant(tx, &uid),
+            )
+            .map(|_| ())
+            .map_err(|f| FeatureError::Document(f.error.to_string()))
+        })
+        .await??;
         tracing::info!(feature_id, user_id, "member removed");
         Ok(())
     }

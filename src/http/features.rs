@@ -48,6 +48,18 @@ impl From<FeatureError> for ApiError {
                 "shutting_down",
                 e.to_string(),
             ),
+            FeatureError::History(ref h) => match h {
+                crate::history::HistoryError::BadHeads(_) => {
+                    ApiError::new(StatusCode::BAD_REQUEST, "bad_heads", e.to_string())
+                }
+                crate::history::HistoryError::BadCursor(_) => {
+                    ApiError::new(StatusCode::BAD_REQUEST, "bad_cursor", e.to_string())
+                }
+                crate::history::HistoryError::BadPath(_) => {
+                    ApiError::new(StatusCode::BAD_REQUEST, "bad_path", e.to_string())
+                }
+                crate::history::HistoryError::Document(_) => ApiError::internal(e),
+            },
             FeatureError::Document(_) | FeatureError::Registry(_) => ApiError::internal(e),
         }
     }

@@ -5,6 +5,7 @@ mod auth;
 mod error;
 mod extract;
 mod features;
+mod history;
 mod members;
 mod ops;
 mod sessions;
@@ -64,6 +65,25 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/features/{feature_id}/sessions/{session_id}/tool-outputs/{part_id}",
             get(sessions::tool_output),
+        )
+        .route(
+            "/features/{feature_id}/history",
+            get(history::feature_history),
+        )
+        .route("/features/{feature_id}/at", get(history::feature_at))
+        .route("/features/{feature_id}/diff", get(history::feature_diff))
+        .route("/features/{feature_id}/restore", post(history::restore))
+        .route(
+            "/features/{feature_id}/sessions/{session_id}/transcript/history",
+            get(history::transcript_history),
+        )
+        .route(
+            "/features/{feature_id}/sessions/{session_id}/transcript/at",
+            get(history::transcript_at),
+        )
+        .route(
+            "/features/{feature_id}/sessions/{session_id}/transcript/diff",
+            get(history::transcript_diff),
         )
         .route("/agent", get(sessions::info))
         .route("/features/{feature_id}/members", get(members::list))

@@ -59,6 +59,31 @@ fn api_routes(feature: &str, session: &str) -> Vec<(reqwest::Method, String, Opt
             None,
         ),
         (Method::GET, format!("/api/features/{feature}/audit"), None),
+        (
+            Method::GET,
+            format!("/api/features/{feature}/history"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/features/{feature}/at?heads=00"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/features/{feature}/diff?from=00&to=00"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/features/{feature}/restore"),
+            Some(json!({"heads": "00", "path": "notes"})),
+        ),
+        (
+            Method::GET,
+            format!("/api/features/{feature}/sessions/{session}/transcript/history"),
+            None,
+        ),
         (Method::POST, "/api/sync-ticket".into(), Some(json!({}))),
         (Method::GET, "/api/me".into(), None),
         (Method::GET, "/api/no/such/route".into(), None),
