@@ -160,14 +160,6 @@ fn is_zero(n: &usize) -> bool {
 }
 
 impl Touch {
-    /// The path this touch names (`kind` or `kind/id`).
-    pub fn path(&self) -> String {
-        match &self.id {
-            Some(id) => format!("{}/{}", escape(&self.kind), escape(id)),
-            None => escape(&self.kind),
-        }
-    }
-
     /// Whether this touch is at or under `path` (segments).
     pub fn matches(&self, path: &[String]) -> bool {
         match path {
@@ -446,11 +438,6 @@ impl DocHistory {
             .entry(*hash)
             .or_insert_with(|| summarize(doc, hash))
     }
-
-    /// The changes in causal order, oldest first: `(hash, actor)`.
-    pub fn order(&self) -> impl Iterator<Item = (&ChangeHash, &str)> {
-        self.entries.iter().map(|e| (&e.hash, e.actor.as_str()))
-    }
 }
 
 /// One document's history, shared by the requests that read it.
@@ -689,7 +676,8 @@ fn pointer_mut<'a>(root: &'a mut Value, path: &[Value]) -> Option<&'a mut Value>
 }
 
 /// Apply one JSON patch (as [`diff`] writes them) to `doc`; returns the
-/// value(s) it replaced or removed. Used to fill in `old`, and by tests.
+/// value(s) it replaced or removed. [`diff`] uses it to fill in `old` and
+/// to check that its patches apply.
 pub fn apply_patch(doc: &mut Value, patch: &Value) -> Result<Value, String> {
     let path: Vec<Value> = patch["path"].as_array().cloned().unwrap_or_default();
     let target =

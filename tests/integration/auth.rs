@@ -1182,20 +1182,7 @@ async fn an_agent_token_syncs_its_own_feature_and_writes_as_the_agent() {
         .unwrap();
     assert_eq!(r.status(), 403);
 
-    let repo = samod::Repo::build_tokio()
-        .with_peer_id(samod::PeerId::from(format!("{prefix}sidecar")))
-        .load()
-        .await;
-    let dialer = canopy::client::dial_with_token(
-        &repo,
-        &base,
-        &agent_token,
-        samod::BackoffConfig::default(),
-    )
-    .unwrap();
-    within("the agent connects", dialer.established())
-        .await
-        .unwrap();
+    let (repo, dialer) = connect_agent(&base, &agent_token, &feature, &session).await;
     let h = within("find", repo.find(doc.clone()))
         .await
         .unwrap()

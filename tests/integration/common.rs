@@ -725,3 +725,26 @@ pub async fn settled(
     })
     .await
 }
+
+/// A sidecar's replica: a samod repo with `agent_token` (an agent token for
+/// `feature_id`/`session_id`) connected to the server, and its dialer.
+pub async fn connect_agent(
+    base: &str,
+    agent_token: &str,
+    feature_id: &str,
+    session_id: &str,
+) -> (samod::Repo, samod::DialerHandle<canopy::client::Refused>) {
+    let repo = samod::Repo::build_tokio()
+        .with_peer_id(samod::PeerId::from(format!(
+            "a:{feature_id}:{session_id}:sidecar"
+        )))
+        .load()
+        .await;
+    let dialer =
+        canopy::client::dial_with_token(&repo, base, agent_token, samod::BackoffConfig::default())
+            .unwrap();
+    within("the agent connects", dialer.established())
+        .await
+        .unwrap();
+    (repo, dialer)
+}

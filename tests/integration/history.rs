@@ -178,22 +178,7 @@ async fn history_lists_every_change_with_its_author_and_versions_diff_and_restor
     let a = Peer::connect(&server.sync_url(), "alice").await;
     let b = Peer::connect_as(&server.sync_url(), &bob_token, "bob").await;
     let c = Peer::connect_as(&server.sync_url(), &carol_token, "carol").await;
-    let agent_repo = samod::Repo::build_tokio()
-        .with_peer_id(samod::PeerId::from(format!(
-            "a:{feature_id}:{session}:sidecar"
-        )))
-        .load()
-        .await;
-    let dialer = canopy::client::dial_with_token(
-        &agent_repo,
-        &base,
-        &agent_token,
-        samod::BackoffConfig::default(),
-    )
-    .unwrap();
-    within("the agent connects", dialer.established())
-        .await
-        .unwrap();
+    let (agent_repo, _dialer) = connect_agent(&base, &agent_token, &feature_id, &session).await;
     let (ha, hb, hc) = (a.find(&doc).await, b.find(&doc).await, c.find(&doc).await);
     let hg = within("the agent finds the feature", agent_repo.find(doc.clone()))
         .await
