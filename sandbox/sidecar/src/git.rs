@@ -195,14 +195,17 @@ pub async fn session_diff(workspace: &Path) -> Result<SessionDiff, GitError> {
         String::from_utf8_lossy(&git_ok(workspace, &["rev-parse", "--absolute-git-dir"]).await?)
             .trim()
             .to_owned();
+    // A directory, not an empty file: git refuses an empty index file, and
+    // before the first `git add` there is no real index to copy.
     let scratch = tempfile::Builder::new()
-        .prefix("canopy-diff-index-")
-        .tempfile_in(&git_dir)?;
+        .prefix("canopy-diff-")
+        .tempdir_in(&git_dir)?;
+    let scratch_index = scratch.path().join("index");
     let real = Path::new(&git_dir).join("index");
     if real.is_file() {
-        tokio::fs::copy(&real, scratch.path()).await?;
+        tokio::fs::copy(&real, &scratch_index).await?;
     }
-    let index = scratch.path().to_string_lossy().into_owned();
+    let index = scratch_index.to_string_lossy().into_owned();
     let env = [("GIT_INDEX_FILE", index.as_str())];
     let base = base.as_str();
     let staged = |args: &'static [&'static str]| async move {
@@ -903,6 +906,32 @@ mod tests {
         assert_eq!(big.additions as usize, SessionDiff::MAX_FILE_PATCH_BYTES);
         assert_eq!(big.patch, None);
         assert!(d.truncated);
+    }
+
+    #[tokio::test]
+    async fn the_session_diff_works_before_anything_was_ever_staged() {
+        // A fresh repository has no index file at all; the diff must not
+        // hand git an empty one (git calls that corrupt).
+        let (_tmp, dir) = repo();
+        write(&dir, "first.txt", "one\ntwo\n");
+        assert!(!dir.join(".git/index").exists());
+        let d = session_diff(&dir).await.unwrap();
+        let files: Vec<_> = d
+            .files
+            .iter()
+            .map(|f| (f.path.as_str(), f.status.as_str(), f.additions))
+            .collect();
+        assert_eq!(files, [("first.txt", "added", 2)]);
+        assert!(
+            !dir.join(".git/index").exists(),
+            "the real index is untouched"
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.join(".git"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("canopy-diff"))
+            .collect();
+        assert!(left.is_empty(), "scratch left behind: {left:?}");
     }
 
     #[tokio::test]

@@ -41,6 +41,12 @@ use crate::{
 /// connected yet.
 const FIND_RETRY: Duration = Duration::from_millis(25);
 
+/// How long the document must stay "not found" while connected before the
+/// sidecar believes the server refuses it. samod can answer "not found"
+/// from a lookup that began just before the connection reached the
+/// document's actor; a real refusal is just as final a moment later.
+const REFUSAL_GRACE: Duration = Duration::from_secs(2);
+
 /// Why the sidecar ended with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -346,6 +352,7 @@ async fn bind(
     // The document: from the local store at once, or from the server once
     // it answers (samod gives up at once while no peer is connected).
     let stop = &shared.stop;
+    let mut missing_since: Option<std::time::Instant> = None;
     let replica = loop {
         // Read before asking: a "not found" means the server refused only
         // if the connection was already up when the lookup began (one that
@@ -363,7 +370,13 @@ async fn bind(
                     &binding.session_id,
                 ));
             }
-            Ok(None) if was_connected => {
+            Ok(None)
+                if was_connected
+                    && missing_since
+                        .get_or_insert_with(std::time::Instant::now)
+                        .elapsed()
+                        >= REFUSAL_GRACE =>
+            {
                 if let Ok(mut slot) = shared.refused.lock() {
                     *slot = Some(format!(
                         "the server does not share feature {}'s document {} with this sandbox",
@@ -375,8 +388,12 @@ async fn bind(
             }
             Ok(None) => {
                 // Not connected yet (samod gives up at once without a
-                // peer): ask again soon; a claimed sandbox's first sync is
-                // on the start's critical path.
+                // peer), or not found for less than the grace: ask again
+                // soon; a claimed sandbox's first sync is on the start's
+                // critical path.
+                if !was_connected {
+                    missing_since = None;
+                }
                 tokio::select! {
                     _ = stop.cancelled() => break None,
                     _ = tokio::time::sleep(FIND_RETRY) => {}
