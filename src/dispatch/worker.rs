@@ -30,6 +30,7 @@ use super::{
     transcript::{self as convert, Origin},
 };
 use crate::{
+    attribution::{Attribution, SERVER},
     auth::TokenScope,
     opencode::{self, Event, Known, OpenCodeClient, OpenCodeError, Prompt},
     sandbox::{
@@ -314,10 +315,11 @@ impl Worker {
             }
         };
         let sid = self.session_id.clone();
+        let credit = self.credit(&self.feature);
         let _ = self
             .feature
             .with_document_async(move |d| {
-                write(d, "sandbox idle", |tx| {
+                credit.write(d, "sandbox idle", |tx| {
                     let current = feature::read_session(&*tx, &sid).and_then(|s| s.sandbox);
                     let shown = feature::Sandbox {
                         backend,
@@ -668,9 +670,11 @@ impl Worker {
                 state.note_answer(info, &run.message_id);
                 if let Some(m) = convert::message(info, origin) {
                     state.messages.insert(m.id.clone());
+                    let credit = self.credit(transcript);
                     let _ = transcript
                         .with_document_async(move |d| {
-                            write(d, "agent message", |tx| transcript::upsert_message(tx, &m))
+                            credit
+                                .write(d, "agent message", |tx| transcript::upsert_message(tx, &m))
                         })
                         .await;
                 }
@@ -683,9 +687,10 @@ impl Worker {
                         .kinds
                         .insert(p.upsert.id.clone(), p.upsert.kind.clone());
                     self.keep_output(&p).await;
+                    let credit = self.credit(transcript);
                     let _ = transcript
                         .with_document_async(move |d| {
-                            write(d, "agent output", |tx| {
+                            credit.write(d, "agent output", |tx| {
                                 transcript::upsert_part(tx, &p.message_id, &p.upsert)
                             })
                         })
@@ -901,10 +906,11 @@ impl Worker {
             },
         };
         let (sid, id) = (self.session_id.clone(), entry.id.clone());
+        let credit = self.credit(&self.feature);
         let _ = self
             .feature
             .with_document_async(move |d| {
-                write(d, "run committed", |tx| {
+                credit.write(d, "run committed", |tx| {
                     if let Some(usage) = &usage
                         && let Err(e) = feature::set_session_usage(tx, &sid, usage)
                     {
@@ -955,10 +961,11 @@ impl Worker {
             tracing::warn!(queue_entry = %entry.id, "the run's work could not be committed; the next commit includes it");
         }
         let (sid, id) = (self.session_id.clone(), entry.id.clone());
+        let credit = self.credit(&self.feature);
         let _ = self
             .feature
             .with_document_async(move |d| {
-                write(d, "run committed", |tx| {
+                credit.write(d, "run committed", |tx| {
                     if let Some(outcome) = &committed
                         && let Err(e) = feature::record_commit(tx, &sid, &id, outcome)
                     {
@@ -1003,10 +1010,11 @@ impl Worker {
         tracing::info!(queue_entry = %entry.id, outcome = ?outcome, "run finished");
         self.deps.metrics.agent_run(outcome.label());
         let id = entry.id.clone();
+        let credit = self.credit(&self.feature);
         let _ = self
             .feature
             .with_document_async(move |d| {
-                write(d, "run finished", |tx| apply_outcome(tx, &id, &outcome))
+                credit.write(d, "run finished", |tx| apply_outcome(tx, &id, &outcome))
             })
             .await;
     }
@@ -1040,9 +1048,10 @@ impl Worker {
                 .unwrap_or_default();
             upserts.push((message, parts));
         }
+        let credit = self.credit(transcript);
         let (usage, upserts) = transcript
             .with_document_async(move |d| {
-                let _ = write(d, "agent messages", |tx| {
+                let _ = credit.write(d, "agent messages", |tx| {
                     for (m, parts) in &upserts {
                         transcript::upsert_message(tx, m)?;
                         for p in parts {
@@ -1086,9 +1095,14 @@ impl Worker {
             output: None,
             error: None,
         };
+        // The prompt is its author's words, not the agent's.
+        let credit = Credit {
+            author: origin.author.clone(),
+            ..self.credit(transcript)
+        };
         let _ = transcript
             .with_document_async(move |d| {
-                write(d, "prompt", |tx| {
+                credit.write(d, "prompt", |tx| {
                     transcript::upsert_message(tx, &message)?;
                     transcript::upsert_part(tx, &message.id, &part)
                 })
@@ -1142,10 +1156,11 @@ impl Worker {
                 .has_warm()
                 .then(|| "claiming a warm sandbox".to_owned()),
         };
+        let credit = self.credit(&self.feature);
         let found = self
             .feature
             .with_document_async(move |d| {
-                let _ = write(d, "sandbox starting", |tx| {
+                let _ = credit.write(d, "sandbox starting", |tx| {
                     feature::set_session_status(tx, &sid, &SessionStatus::Starting)?;
                     feature::set_session_sandbox(tx, &sid, Some(&starting))
                 });
@@ -1245,10 +1260,11 @@ impl Worker {
                     }),
                 };
                 let sid = self.session_id.clone();
+                let credit = self.credit(&self.feature);
                 let _ = self
                     .feature
                     .with_document_async(move |d| {
-                        write(d, "sandbox failed", |tx| {
+                        credit.write(d, "sandbox failed", |tx| {
                             feature::set_session_status(tx, &sid, &SessionStatus::Failed)?;
                             feature::set_session_sandbox(tx, &sid, Some(&shown))
                         })
@@ -1296,10 +1312,11 @@ impl Worker {
                 detail: Some(detail),
             },
         );
+        let credit = self.credit(&self.feature);
         let _ = self
             .feature
             .with_document_async(move |d| {
-                write(d, "sandbox queued", |tx| {
+                credit.write(d, "sandbox queued", |tx| {
                     feature::set_session_sandbox(tx, &sid, Some(&queued))
                 })
             })
@@ -1537,10 +1554,11 @@ impl Worker {
             .await
             .map_err(|e| format!("cannot record the transcript: {e}"))?;
         let (sid, url) = (self.session_id.clone(), handle.url().to_string());
+        let credit = self.credit(&self.feature);
         let _ = self
             .feature
             .with_document_async(move |d| {
-                write(d, "session transcript", |tx| {
+                credit.write(d, "session transcript", |tx| {
                     feature::set_session_transcript(tx, &sid, Some(&url))
                 })
             })
@@ -1552,13 +1570,15 @@ impl Worker {
     /// settled meanwhile).
     async fn mark(&self, entry: &str, status: QueueStatus) -> bool {
         let id = entry.to_owned();
+        let credit = self.credit(&self.feature);
         self.feature
             .with_document_async(move |d| {
                 let update = QueueUpdate::new(status, Writer::Server, unix_ms_now());
-                write(d, "dispatch", |tx| {
-                    feature::set_queue_status(tx, &id, &update)
-                })
-                .is_ok()
+                credit
+                    .write(d, "dispatch", |tx| {
+                        feature::set_queue_status(tx, &id, &update)
+                    })
+                    .is_ok()
             })
             .await
             .unwrap_or(false)
@@ -1570,10 +1590,11 @@ impl Worker {
         let id = entry.id.clone();
         let sid = self.session_id.clone();
         let sandbox_up = self.sandbox.is_some();
+        let credit = self.credit(&self.feature);
         let _ = self
             .feature
             .with_document_async(move |d| {
-                write(d, "run settled", |tx| {
+                credit.write(d, "run settled", |tx| {
                     apply_outcome(tx, &id, &outcome)?;
                     if sandbox_up {
                         feature::set_session_status(tx, &sid, &SessionStatus::Idle)?;
@@ -1587,10 +1608,11 @@ impl Worker {
     /// The entry runs, and so does its session: one change.
     async fn mark_running(&self, entry: &str) {
         let (id, sid) = (entry.to_owned(), self.session_id.clone());
+        let credit = self.credit(&self.feature);
         let _ = self
             .feature
             .with_document_async(move |d| {
-                write(d, "running", |tx| {
+                credit.write(d, "running", |tx| {
                     let update =
                         QueueUpdate::new(QueueStatus::Running, Writer::Server, unix_ms_now());
                     // Cancelled meanwhile: the follower aborts the run.
@@ -1603,12 +1625,22 @@ impl Worker {
             .await;
     }
 
+    /// The worker's writes to `doc` are the session agent's.
+    fn credit(&self, doc: &DocHandle) -> Credit {
+        Credit {
+            attribution: self.deps.attribution.clone(),
+            document: doc.document_id().to_string(),
+            author: format!("agent:{}", self.session_id),
+        }
+    }
+
     async fn set_session_status(&self, status: SessionStatus) {
         let sid = self.session_id.clone();
+        let credit = self.credit(&self.feature);
         let _ = self
             .feature
             .with_document_async(move |d| {
-                write(d, "session status", |tx| {
+                credit.write(d, "session status", |tx| {
                     feature::set_session_status(tx, &sid, &status)
                 })
             })
@@ -1885,18 +1917,41 @@ fn apply_outcome<T: automerge::transaction::Transactable>(
 }
 
 /// One change with a message and a timestamp; failures are logged.
-fn write<F>(doc: &mut Automerge, message: &str, f: F) -> Result<(), String>
-where
-    F: FnOnce(
-        &mut automerge::transaction::Transaction<'_>,
-    ) -> Result<(), canopy_protocol::SchemaError>,
-{
-    doc.transact_with(|_| ChangeMeta::now(message).commit_options(), f)
-        .map(|_| ())
-        .map_err(|f| {
-            tracing::warn!(error = %f.error, message, "document write failed");
-            f.error.to_string()
-        })
+/// Whom the history credits with the worker's writes to one document: the
+/// session's agent (`agent:<session>`), or for a prompt copied into the
+/// transcript, its author. The server's actor writes them; without this
+/// they would show as `@server`.
+#[derive(Debug, Clone)]
+struct Credit {
+    attribution: Attribution,
+    document: String,
+    author: String,
+}
+
+impl Credit {
+    /// One change by `f`, credited; nothing when `f` changed nothing.
+    fn write<F>(&self, doc: &mut Automerge, message: &str, f: F) -> Result<(), String>
+    where
+        F: FnOnce(
+            &mut automerge::transaction::Transaction<'_>,
+        ) -> Result<(), canopy_protocol::SchemaError>,
+    {
+        let done = doc
+            .transact_with(|_| ChangeMeta::now(message).commit_options(), f)
+            .map_err(|f| {
+                tracing::warn!(error = %f.error, message, "document write failed");
+                f.error.to_string()
+            })?;
+        if let Some(hash) = done.hash {
+            self.attribution.record_origins(
+                &self.document,
+                &self.author,
+                SERVER,
+                vec![hash.to_string()],
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Wait until the sandbox's sidecar says OpenCode is up; its instance id.

@@ -76,8 +76,8 @@ struct Endpoint {
     user_id: Option<String>,
 }
 
-/// The first user's token of every Canopy server the benchmark starts.
-const TOKEN: &str = "canopy_benchtokenaaaaaaaaaa_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+mod support;
+use support::{TOKEN, arg_list, hand_over, user_id};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -140,18 +140,7 @@ impl Server {
         assert!(!sync_url.is_empty(), "{} did not start", kind.name());
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let user_id = match &http_url {
-            Some(base) => {
-                let me: serde_json::Value = reqwest::Client::new()
-                    .get(format!("{base}/api/me"))
-                    .bearer_auth(TOKEN)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                Some(me["user_id"].as_str().unwrap().to_owned())
-            }
+            Some(base) => Some(user_id(base).await),
             None => None,
         };
         Server {
@@ -703,15 +692,7 @@ async fn big_document(kind: Kind, history: usize, extra: usize) -> BigDocResult 
         .unwrap_or_else(|| "bench".into());
     grow(&mut fork, history, &author);
     let saved_bytes = fork.save().len();
-    let ingest = Instant::now();
-    handle.with_document(|d| d.merge(&mut fork).unwrap());
-    tokio::time::timeout(
-        Duration::from_secs(600),
-        handle.they_have_our_changes(dialer.connection_id().unwrap()),
-    )
-    .await
-    .expect("server did not take the history");
-    let ingest_secs = ingest.elapsed().as_secs_f64();
+    let ingest_secs = hand_over(&handle, &mut fork, dialer.connection_id().unwrap()).await;
     // Give the server a moment to finish compaction of the ingest.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -792,18 +773,6 @@ async fn big_document(kind: Kind, history: usize, extra: usize) -> BigDocResult 
 }
 
 // ------------------------------------------------------------------ main
-
-fn arg_list(args: &[String], flag: &str, default: &[usize]) -> Vec<usize> {
-    args.iter()
-        .position(|a| a == flag)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.split(',')
-                .map(|x| x.trim().parse().expect(flag))
-                .collect()
-        })
-        .unwrap_or_else(|| default.to_vec())
-}
 
 fn ratio(a: f64, b: f64) -> String {
     if a.is_finite() && b.is_finite() && b > 0.0 {

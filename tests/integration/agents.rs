@@ -381,6 +381,47 @@ async fn a_prompt_queued_over_sync_runs_and_streams_to_everyone() {
         refused.status()
     );
 
+    // The history credits the dispatcher's writes to the session's agent,
+    // and the prompt's copy in the transcript to its author.
+    let feature_url = format!("{}/api/features/{}", w.base, w.feature_id);
+    let agent = format!("agent:{}", w.session_id);
+    let by_message = async |url: String, message: &str| -> Vec<String> {
+        let page = get_json(url).await;
+        page["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["message"] == message)
+            .map(|c| c["author"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    until("the history credits the agent", async || {
+        let running = by_message(format!("{feature_url}/history?limit=200"), "running").await;
+        let prompts = by_message(
+            format!(
+                "{feature_url}/sessions/{}/transcript/history?limit=200",
+                w.session_id
+            ),
+            "prompt",
+        )
+        .await;
+        let output = by_message(
+            format!(
+                "{feature_url}/sessions/{}/transcript/history?limit=200",
+                w.session_id
+            ),
+            "agent output",
+        )
+        .await;
+        !running.is_empty()
+            && running.iter().all(|a| *a == agent)
+            && prompts.len() == 2
+            && prompts.iter().all(|a| *a == alice)
+            && !output.is_empty()
+            && output.iter().all(|a| *a == agent)
+    })
+    .await;
+
     // Completed, the sandbox stops; the diff kept at the run's end still
     // answers.
     let done = http()
