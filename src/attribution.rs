@@ -8,7 +8,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{Arc, Mutex, RwLock},
 };
 
 use rusqlite::{OptionalExtension, params};
@@ -40,7 +40,13 @@ pub struct Attribution {
     db: Database,
     actors: Arc<RwLock<HashMap<String, String>>>,
     origins: tokio::sync::mpsc::UnboundedSender<Origin>,
+    pending: Pending,
 }
+
+/// Origins queued for the batch writer and not yet written, `(document,
+/// hash) → user`: read alongside the table, so a history read right after
+/// a write (a restore, an API call) already names its author.
+type Pending = Arc<Mutex<HashMap<(String, String), String>>>;
 
 /// One `change_origins` row.
 #[derive(Debug)]
@@ -58,7 +64,11 @@ struct Origin {
 const ORIGIN_BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Write origin rows in batches until every sender is gone.
-async fn write_origins(db: Database, mut rx: tokio::sync::mpsc::UnboundedReceiver<Origin>) {
+async fn write_origins(
+    db: Database,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Origin>,
+    pending: Pending,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         tokio::time::sleep(ORIGIN_BATCH_WINDOW).await;
@@ -82,6 +92,10 @@ async fn write_origins(db: Database, mut rx: tokio::sync::mpsc::UnboundedReceive
         if let Err(e) = result {
             tracing::warn!(error = %e, rows = batch.len(), "cannot record change origins");
         }
+        let mut waiting = pending.lock().unwrap_or_else(|p| p.into_inner());
+        for o in batch.iter() {
+            waiting.remove(&(o.document.clone(), o.hash.clone()));
+        }
     }
 }
 
@@ -98,11 +112,13 @@ impl Attribution {
             })
             .await?;
         let (origins, rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(write_origins(db.clone(), rx));
+        let pending = Pending::default();
+        tokio::spawn(write_origins(db.clone(), rx, pending.clone()));
         Ok(Attribution {
             db,
             actors: Arc::new(RwLock::new(rows)),
             origins,
+            pending,
         })
     }
 
@@ -181,6 +197,11 @@ impl Attribution {
     pub fn record_origins(&self, document: &str, user: &str, peer: &str, hashes: Vec<String>) {
         let now = canopy_protocol::unix_ms_now();
         for hash in hashes {
+            self.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry((document.to_owned(), hash.clone()))
+                .or_insert_with(|| user.to_owned());
             // The writer lives as long as any handle; a send fails only
             // while the server shuts down.
             let _ = self.origins.send(Origin {
@@ -201,7 +222,9 @@ impl Attribution {
         hashes: Option<Vec<String>>,
     ) -> Result<HashMap<String, String>, DbError> {
         let doc = document.to_owned();
-        self.db
+        let wanted = hashes.clone();
+        let mut found = self
+            .db
             .read(move |conn| {
                 let mut out = HashMap::new();
                 match hashes {
@@ -231,6 +254,26 @@ impl Attribution {
                 }
                 Ok(out)
             })
-            .await
+            .await?;
+        // Queued, not yet written; the first recorded origin wins, as in
+        // the table.
+        let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        match wanted {
+            Some(hashes) => {
+                for h in hashes {
+                    if let Some(user) = pending.get(&(document.to_owned(), h.clone())) {
+                        found.entry(h).or_insert_with(|| user.clone());
+                    }
+                }
+            }
+            None => {
+                for ((d, h), user) in pending.iter() {
+                    if d == document {
+                        found.entry(h.clone()).or_insert_with(|| user.clone());
+                    }
+                }
+            }
+        }
+        Ok(found)
     }
 }

@@ -182,6 +182,9 @@ fn import(doc: &Automerge, obj: &ObjectId) -> Option<(ObjId, ObjType)> {
 
 /// `(kind, item)` of an object: its path's first prop and, for an item of
 /// a top-level list or map, the item's name and the item object itself.
+/// None of it changes over an object's life (items are named by their
+/// `id`), so it is worked out once per object and kept.
+#[derive(Debug, Clone)]
 struct Place {
     kind: String,
     item: Option<(String, ObjId)>,
@@ -196,47 +199,58 @@ fn prop_str(p: &Prop) -> String {
     }
 }
 
-/// The `id` of a list item object (or its index as text).
-fn item_name(doc: &Automerge, item: &ObjId, index: usize, heads: &[ChangeHash]) -> String {
-    match doc.get_at(item, "id", heads) {
+/// The `id` of a list item object (or its index as text). Read at the
+/// current heads: an item's fields outlive its removal from the list.
+fn item_name(doc: &Automerge, item: &ObjId, index: usize) -> String {
+    match doc.get(item, "id") {
         Ok(Some((automerge::Value::Scalar(s), _))) => match s.as_ref() {
             ScalarValue::Str(s) => s.to_string(),
             other => other.to_string(),
         },
-        Ok(Some((automerge::Value::Object(ObjType::Text), id))) => doc
-            .text_at(&id, heads)
-            .unwrap_or_else(|_| index.to_string()),
+        Ok(Some((automerge::Value::Object(ObjType::Text), id))) => {
+            doc.text(&id).unwrap_or_else(|_| index.to_string())
+        }
         _ => index.to_string(),
     }
 }
 
-/// Where `obj` sits, read at `heads`.
-fn place_of(doc: &Automerge, obj: &ObjId, heads: &[ChangeHash]) -> Option<Place> {
+/// Where `obj` sits. Its chain of containers is structural (an object
+/// never moves), so it is read at the current heads, where automerge finds
+/// a list element's position from its index instead of scanning the list
+/// as every read at older heads must; an object deleted since is still
+/// found, only its index may be off, and items are named by `id`.
+fn place_of(doc: &Automerge, obj: &ObjId) -> Option<Place> {
     if *obj == ObjId::Root {
         return None;
     }
-    let path = doc.parents_at(obj, heads).ok()?.path();
-    let mut path = path.into_iter();
-    let (_, first) = path.next()?;
-    let kind = prop_str(&first);
-    let Some((container, second)) = path.next() else {
-        // `obj` is a top-level object.
+    // Innermost first: (container, prop in it) for obj, its container, ….
+    let mut chain: Vec<(ObjId, Prop)> = Vec::new();
+    for parent in doc.parents(obj).ok()? {
+        chain.push((parent.obj, parent.prop));
+    }
+    // `chain[len-1]` is (root, kind); `chain[len-2]` is (top container,
+    // item prop), whose object is the item: `obj` itself or the container
+    // named by `chain[len-3]`.
+    let n = chain.len();
+    let kind = prop_str(&chain.get(n.checked_sub(1)?)?.1);
+    if n == 1 {
         return Some(Place {
             kind,
             item: None,
             field: None,
         });
+    }
+    let (_, second) = &chain[n - 2];
+    let item_obj = if n >= 3 {
+        chain[n - 3].0.clone()
+    } else {
+        obj.clone()
     };
-    // The item is the object at `container[second]`.
-    let item_obj = match doc.get_at(&container, second.clone(), heads) {
-        Ok(Some((automerge::Value::Object(_), id))) => id,
-        _ => obj.clone(),
-    };
-    let name = match &second {
+    let name = match second {
         Prop::Map(k) => k.clone(),
-        Prop::Seq(i) => item_name(doc, &item_obj, *i, heads),
+        Prop::Seq(i) => item_name(doc, &item_obj, *i),
     };
-    let field = path.next().map(|(_, p)| prop_str(&p));
+    let field = (n >= 3).then(|| prop_str(&chain[n - 3].1));
     Some(Place {
         kind,
         item: Some((name, item_obj)),
@@ -244,24 +258,29 @@ fn place_of(doc: &Automerge, obj: &ObjId, heads: &[ChangeHash]) -> Option<Place>
     })
 }
 
+/// Objects' places by their id as a change names them, and their types.
+type Places = HashMap<String, Option<(Place, ObjType)>>;
+
 /// What change `hash` touched, from its own operations (no diff).
 pub fn summarize(doc: &Automerge, hash: &ChangeHash) -> Summary {
+    summarize_with(doc, hash, &mut Places::new())
+}
+
+/// [`summarize`], with the places of objects already looked up.
+fn summarize_with(doc: &Automerge, hash: &ChangeHash, places: &mut Places) -> Summary {
     let Some(change) = doc.get_change_by_hash(hash) else {
         return Summary::default();
     };
-    let deps = change.deps().to_vec();
     let expanded: legacy::Change = change.decode();
-    let after = [*hash];
     let mut summary = Summary {
         ops: expanded.operations.len(),
         ..Summary::default()
     };
-    let mut places: HashMap<String, Option<(Place, ObjType)>> = HashMap::new();
     for (index, op) in expanded.operations.iter().enumerate() {
         let key = op.obj.to_string();
         let place = places.entry(key).or_insert_with(|| {
             let (obj, typ) = import(doc, &op.obj)?;
-            let place = place_of(doc, &obj, &after).or_else(|| place_of(doc, &obj, &deps));
+            let place = place_of(doc, &obj);
             match (obj, place) {
                 (ObjId::Root, _) => Some((
                     Place {
@@ -313,13 +332,8 @@ pub fn summarize(doc: &Automerge, hash: &ChangeHash) -> Summary {
                             None => continue,
                         }
                     };
-                    let heads: &[ChangeHash] = if op.action == OpType::Delete {
-                        &deps
-                    } else {
-                        &after
-                    };
                     let name = import(doc, &target)
-                        .map(|(o, _)| item_name(doc, &o, 0, heads))
+                        .map(|(o, _)| item_name(doc, &o, 0))
                         .unwrap_or_else(|| target.to_string());
                     let action = match (op.insert, &op.action) {
                         (_, OpType::Delete) => "deleted",
@@ -406,6 +420,7 @@ pub struct DocHistory {
     entries: Vec<Entry>,
     position: HashMap<ChangeHash, usize>,
     summaries: HashMap<ChangeHash, Summary>,
+    places: Places,
     rendered: Vec<(Vec<ChangeHash>, Arc<Value>)>,
 }
 
@@ -434,9 +449,10 @@ impl DocHistory {
     }
 
     fn summary(&mut self, doc: &Automerge, hash: &ChangeHash) -> &Summary {
+        let places = &mut self.places;
         self.summaries
             .entry(*hash)
-            .or_insert_with(|| summarize(doc, hash))
+            .or_insert_with(|| summarize_with(doc, hash, places))
     }
 }
 
@@ -633,17 +649,117 @@ pub fn to_json(v: &hydrate::Value) -> Value {
     }
 }
 
+/// The document (at `heads`, or now) as JSON, the same as [`to_json`] of
+/// its `hydrate`, read object by object: `hydrate` builds each text as a
+/// tree of characters, several times slower than reading the string for a
+/// feature whose notes have grown long.
+///
+/// The top-level objects are read on threads of their own: `&Automerge`
+/// reads are independent, and one long history should not take one core's
+/// time on a machine with several.
+pub fn json_at(doc: &Automerge, heads: Option<&[ChangeHash]>) -> Value {
+    let items: Vec<(String, automerge::Value<'_>, ObjId)> = match heads {
+        Some(h) => doc
+            .map_range_at(ObjId::Root, .., h)
+            .map(|i| (i.key.to_string(), i.value.clone().into_value(), i.id()))
+            .collect(),
+        None => doc
+            .map_range(ObjId::Root, ..)
+            .map(|i| (i.key.to_string(), i.value.clone().into_value(), i.id()))
+            .collect(),
+    };
+    let values: Vec<Value> = std::thread::scope(|scope| {
+        let running: Vec<_> = items
+            .iter()
+            .map(|(_, value, id)| match value {
+                automerge::Value::Object(t) => {
+                    let t = *t;
+                    Err(scope.spawn(move || object_json(doc, id, t, heads)))
+                }
+                automerge::Value::Scalar(s) => Ok(scalar_json(s)),
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|r| match r {
+                Ok(v) => v,
+                Err(thread) => thread.join().unwrap_or(Value::Null),
+            })
+            .collect()
+    });
+    Value::Object(
+        items
+            .into_iter()
+            .zip(values)
+            .map(|((k, _, _), v)| (k, v))
+            .collect(),
+    )
+}
+
+fn object_json(doc: &Automerge, obj: &ObjId, typ: ObjType, heads: Option<&[ChangeHash]>) -> Value {
+    // An id is made only for objects: most values are scalars.
+    let child = |value: automerge::ValueRef<'_>, id: &dyn Fn() -> ObjId| match value {
+        automerge::ValueRef::Object(t) => object_json(doc, &id(), t, heads),
+        scalar => match scalar.into_value() {
+            automerge::Value::Scalar(s) => scalar_json(&s),
+            automerge::Value::Object(_) => Value::Null,
+        },
+    };
+    match typ {
+        ObjType::Map | ObjType::Table => {
+            let items: Box<dyn Iterator<Item = automerge::iter::MapRangeItem<'_>>> = match heads {
+                Some(h) => Box::new(doc.map_range_at(obj, .., h)),
+                None => Box::new(doc.map_range(obj, ..)),
+            };
+            Value::Object(
+                items
+                    .map(|item| {
+                        let value = child(item.value.clone(), &|| item.id());
+                        (item.key.into_owned(), value)
+                    })
+                    .collect(),
+            )
+        }
+        ObjType::List => {
+            let items: Box<dyn Iterator<Item = automerge::iter::ListRangeItem<'_>>> = match heads {
+                Some(h) => Box::new(doc.list_range_at(obj, .., h)),
+                None => Box::new(doc.list_range(obj, ..)),
+            };
+            Value::Array(
+                items
+                    .map(|item| child(item.value.clone(), &|| item.id()))
+                    .collect(),
+            )
+        }
+        ObjType::Text => Value::String(
+            match heads {
+                Some(h) => doc.text_at(obj, h),
+                None => doc.text(obj),
+            }
+            .unwrap_or_default(),
+        ),
+    }
+}
+
 /// The document at `heads`, as JSON (kept for the next ask).
 pub fn at(doc: &Automerge, history: &mut DocHistory, heads: &[ChangeHash]) -> Arc<Value> {
     if let Some((_, v)) = history.rendered.iter().find(|(h, _)| h == heads) {
         return v.clone();
     }
-    let value = Arc::new(to_json(&doc.hydrate(Some(heads))));
+    let value = Arc::new(json_at(doc, Some(heads)));
+    remember(history, heads, value.clone());
+    value
+}
+
+/// Keep a rendered version (the last few are reused).
+fn remember(history: &mut DocHistory, heads: &[ChangeHash], value: Arc<Value>) {
+    if history.rendered.iter().any(|(h, _)| h == heads) {
+        return;
+    }
     if history.rendered.len() >= RENDERED_KEPT {
         history.rendered.remove(0);
     }
-    history.rendered.push((heads.to_vec(), value.clone()));
-    value
+    history.rendered.push((heads.to_vec(), value));
 }
 
 /// An empty value of an object type, as JSON.
@@ -770,9 +886,31 @@ pub fn diff(
     from: &[ChangeHash],
     to: &[ChangeHash],
 ) -> Result<Vec<Value>, HistoryError> {
-    let mut state = (*at(doc, history, from)).clone();
+    // The patches (only of what changed) and the earlier version (for the
+    // replaced values), side by side.
+    let cached = history
+        .rendered
+        .iter()
+        .find(|(h, _)| h == from)
+        .map(|(_, v)| v.clone());
+    let (patches, earlier) = std::thread::scope(|scope| {
+        let earlier = cached
+            .is_none()
+            .then(|| scope.spawn(|| json_at(doc, Some(from))));
+        let patches = doc.diff(from, to);
+        let earlier = match (cached, earlier) {
+            (Some(v), _) => Ok(v),
+            (None, Some(thread)) => thread.join().map(Arc::new),
+            (None, None) => Err(Box::new("unreachable") as Box<dyn std::any::Any + Send>),
+        };
+        (patches, earlier)
+    });
+    let earlier =
+        earlier.map_err(|_| HistoryError::Document("the earlier version failed".into()))?;
+    remember(history, from, earlier.clone());
+    let mut state = (*earlier).clone();
     let mut out = Vec::new();
-    for p in doc.diff(from, to) {
+    for p in patches {
         let path: Vec<Value> = p
             .path
             .iter()
@@ -968,8 +1106,24 @@ pub fn restore(
         })?;
         let last = depth + 1 == path.len();
         if last {
-            let place = path.iter().map(|s| escape(s)).collect::<Vec<_>>().join("/");
+            // For people reading the history: unescaped.
+            let place = path.join("/");
             let now = tx.get(&obj, prop.clone()).ok().flatten();
+            // Already as it was: write nothing (no empty change either).
+            let same = |id: &ObjId, index: Option<usize>| {
+                let current = match index {
+                    Some(i) => tx.get(id, i).ok().flatten(),
+                    None => tx.get(id, prop.clone()).ok().flatten(),
+                };
+                let current = match current {
+                    Some((automerge::Value::Object(_), child)) => tx.hydrate(&child, None).ok(),
+                    Some((automerge::Value::Scalar(s), _)) => {
+                        Some(hydrate::Value::Scalar(s.into_owned()))
+                    }
+                    None => None,
+                };
+                current.is_some_and(|c| to_json(&c) == to_json(value))
+            };
             return match (parent_is_list, value, now) {
                 // Text that still exists: edit it back (a CRDT edit, not a
                 // replacement), so concurrent typing merges.
@@ -990,6 +1144,7 @@ pub fn restore(
                             if id_of(tx, item).as_deref() == Some(seg.as_str()))
                     });
                     match current {
+                        Some(i) if same(&obj, Some(i)) => Ok(()),
                         Some(i) => put_value(tx, &obj, Prop::Seq(i), false, value),
                         None => {
                             let Prop::Seq(old_index) = prop else {
@@ -1002,8 +1157,10 @@ pub fn restore(
                     Ok(format!("restore {place}"))
                 }
                 (false, _, _) => {
-                    put_value(tx, &obj, prop, false, value)
-                        .map_err(|e| HistoryError::Document(e.to_string()))?;
+                    if !same(&obj, None) {
+                        put_value(tx, &obj, prop, false, value)
+                            .map_err(|e| HistoryError::Document(e.to_string()))?;
+                    }
                     Ok(format!("restore {place}"))
                 }
             };

@@ -110,14 +110,16 @@ fn text_len(
     }
 }
 
-/// A feature's life in `n` changes, by one person: mostly typing in the
-/// notes, then learnings (added, edited, removed), decisions, key files and
-/// prompts. Returns every change's hash, oldest first.
+/// A feature's life in `n` changes, by one person: per hundred changes, two
+/// learnings added, two edited and one removed, a decision, a key file, a
+/// prompt, the notes trimmed, and typing in the notes for the rest (most
+/// changes of a long-lived document are keystrokes). Returns every
+/// change's hash, oldest first.
 fn grow(doc: &mut Automerge, n: usize, author: &str, session: &str) -> Vec<ChangeHash> {
     let mut hashes = Vec::with_capacity(n);
     for i in 0..n {
-        let hash = match i % 20 {
-            0 | 10 => commit(doc, "Add a learning", |tx| {
+        let hash = match i % 100 {
+            0 | 50 => commit(doc, "Add a learning", |tx| {
                 feature::add_learning(
                     tx,
                     &feature::NewLearning {
@@ -131,7 +133,7 @@ fn grow(doc: &mut Automerge, n: usize, author: &str, session: &str) -> Vec<Chang
                     },
                 )
             }),
-            5 => commit(doc, "Edit a learning", |tx| {
+            25 | 75 => commit(doc, "Edit a learning", |tx| {
                 let (list, len) = match tx.get(ROOT, "learnings")? {
                     Some((_, list)) => {
                         let len = tx.length(&list);
@@ -146,7 +148,7 @@ fn grow(doc: &mut Automerge, n: usize, author: &str, session: &str) -> Vec<Chang
                 }
                 Ok(())
             }),
-            15 => commit(doc, "Remove a learning", |tx| {
+            90 => commit(doc, "Remove a learning", |tx| {
                 if let Some((_, list)) = tx.get(ROOT, "learnings")?
                     && tx.length(&list) > 3
                 {
@@ -154,7 +156,7 @@ fn grow(doc: &mut Automerge, n: usize, author: &str, session: &str) -> Vec<Chang
                 }
                 Ok(())
             }),
-            7 => commit(doc, "Record a decision", |tx| {
+            10 => commit(doc, "Record a decision", |tx| {
                 feature::add_decision(
                     tx,
                     &feature::NewDecision {
@@ -168,10 +170,10 @@ fn grow(doc: &mut Automerge, n: usize, author: &str, session: &str) -> Vec<Chang
                     },
                 )
             }),
-            12 => commit(doc, "Mark a key file", |tx| {
+            30 => commit(doc, "Mark a key file", |tx| {
                 feature::mark_key_file(tx, &format!("src/m{}.rs", i % 50), Some("hot path"), None)
             }),
-            17 => commit(doc, "Queue a prompt", |tx| {
+            60 => commit(doc, "Queue a prompt", |tx| {
                 feature::append_queue_entry(
                     tx,
                     &feature::NewQueueEntry {
@@ -183,7 +185,7 @@ fn grow(doc: &mut Automerge, n: usize, author: &str, session: &str) -> Vec<Chang
                     },
                 )
             }),
-            19 => commit(doc, "Trim the notes", |tx| {
+            95 => commit(doc, "Trim the notes", |tx| {
                 let (notes, len) = text_len(&*tx, &ROOT, "notes").unwrap();
                 if len > 40 {
                     tx.splice_text(&notes, len - 20, 10, "")?;
@@ -390,6 +392,18 @@ async fn run(n: usize, samples: usize, smoke: bool) -> Vec<Row> {
         let (body, ms) = timed(&client, &format!("{feature}/diff?from={from}&to={to}")).await;
         assert!(!body["patches"].as_array().unwrap().is_empty());
         diffs.push(ms);
+        if smoke {
+            // The patches, applied to one version, give the other; both ways.
+            for (a, b) in [(from, to), (to, from)] {
+                let (patches, _) = timed(&client, &format!("{feature}/diff?from={a}&to={b}")).await;
+                let (mut state, _) = timed(&client, &format!("{feature}/at?heads={a}")).await;
+                let (want, _) = timed(&client, &format!("{feature}/at?heads={b}")).await;
+                for p in patches["patches"].as_array().unwrap() {
+                    canopy::history::apply_patch(&mut state["document"], p).unwrap();
+                }
+                assert_eq!(state["document"], want["document"], "diff {a} → {b}");
+            }
+        }
         let started = Instant::now();
         let old = doc.fork_at(&[from]).unwrap();
         std::hint::black_box(old.hydrate(None));

@@ -2,8 +2,9 @@
  * Chromium through playwright-core (Debian's /usr/bin/chromium, no browser
  * download), one browser context per person.
  */
+import { join } from "node:path";
 import { chromium } from "playwright-core";
-import { CHROMIUM_ARGS, T, config, ms, until } from "./env.mjs";
+import { CHROMIUM_ARGS, E2E_DIR, T, assert, config, ms, until } from "./env.mjs";
 
 export const DESKTOP = { width: 1280, height: 800 };
 export const PHONE = { width: 390, height: 844 };
@@ -133,4 +134,15 @@ export async function elementsOutside(page) {
     }
     return out.slice(0, 10);
   });
+}
+
+/** Save `e2e/screenshots/<name>.png`, after checking that nothing sticks out
+ * sideways (the usual way a layout breaks at phone width). */
+export async function shoot(t, page, name, { fullPage = false } = {}) {
+  const overflow = await horizontalOverflow(page);
+  assert(overflow === 0, `${name}: the page is ${overflow} px wider than the window`);
+  const outside = await elementsOutside(page);
+  assert(outside.length === 0, `${name}: elements outside the window: ${outside.join(", ")}`);
+  await page.screenshot({ path: join(E2E_DIR, "screenshots", `${name}.png`), fullPage, animations: "disabled", caret: "hide" });
+  t.step(`screenshot ${name}.png`);
 }

@@ -8,20 +8,12 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { E2E_DIR, T, assert, until } from "../lib/env.mjs";
-import { DESKTOP, PHONE, elementsOutside, horizontalOverflow, waitText } from "../lib/browser.mjs";
+import { DESKTOP, PHONE, shoot, waitText } from "../lib/browser.mjs";
 import { appendNotes, decision, keyFile, learning, openDoc, queueEntry } from "../lib/seed.mjs";
 
 const SHOTS = join(E2E_DIR, "screenshots");
 const ANSWER = "I added the login entry point in src/auth/oauth.rs and kept the callback handler separate, so the token exchange can be tested on its own.";
 
-async function shoot(t, page, name, { fullPage = false } = {}) {
-  const overflow = await horizontalOverflow(page);
-  assert(overflow === 0, `${name}: the page is ${overflow} px wider than the window`);
-  const outside = await elementsOutside(page);
-  assert(outside.length === 0, `${name}: elements outside the window: ${outside.join(", ")}`);
-  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage, animations: "disabled", caret: "hide" });
-  t.step(`screenshot ${name}.png`);
-}
 
 export default {
   name: "screenshots: dashboard and session view, desktop and phone, no overflow",

@@ -3,6 +3,7 @@
  * token as `Authorization: Bearer …`; errors are `{ error: { code, message } }`.
  */
 import type { FeatureListItem } from "../model/feature";
+import type { HistoryFilter, HistoryPage, JsonPatch, Restored } from "../model/history";
 
 export class ApiError extends Error {
   constructor(
@@ -189,6 +190,37 @@ export class Api {
 
   completeSession(featureId: string, sessionId: string): Promise<unknown> {
     return this.request("POST", `/features/${encodeURIComponent(featureId)}/sessions/${encodeURIComponent(sessionId)}/complete`);
+  }
+
+  /** A page of the feature document's changes, newest first (server API:
+   * history). `cursor` is the previous page's `next`. */
+  history(featureId: string, filter: HistoryFilter, options: { cursor?: string | null; limit?: number } = {}): Promise<HistoryPage> {
+    const q = new URLSearchParams();
+    if (options.limit) q.set("limit", String(options.limit));
+    if (options.cursor) q.set("cursor", options.cursor);
+    if (filter.author) q.set("author", filter.author);
+    if (filter.path) q.set("path", filter.path);
+    const s = q.toString();
+    return this.request("GET", `/features/${encodeURIComponent(featureId)}/history${s ? `?${s}` : ""}`);
+  }
+
+  /** The whole feature document as JSON at `heads` (400 `bad_heads` for
+   * heads it does not have). */
+  featureAt(featureId: string, heads: readonly string[]): Promise<{ heads: string[]; document: unknown }> {
+    return this.request("GET", `/features/${encodeURIComponent(featureId)}/at?heads=${heads.map(encodeURIComponent).join(",")}`);
+  }
+
+  /** The patches that turn the document at `from` into the one at `to`. */
+  featureDiff(featureId: string, from: readonly string[], to: readonly string[]): Promise<{ patches: JsonPatch[] }> {
+    const f = from.map(encodeURIComponent).join(",");
+    const t = to.map(encodeURIComponent).join(",");
+    return this.request("GET", `/features/${encodeURIComponent(featureId)}/diff?from=${f}&to=${t}`);
+  }
+
+  /** Write the value at `path` as it was at `heads` as a new change by the
+   * caller (writers only; viewers get 403). */
+  restore(featureId: string, heads: readonly string[], path: readonly string[]): Promise<Restored> {
+    return this.request("POST", `/features/${encodeURIComponent(featureId)}/restore`, { heads, path });
   }
 
   toolOutput(featureId: string, sessionId: string, partId: string): Promise<{ part_id: string; tool: string; output: string }> {

@@ -12,6 +12,7 @@ import { Shell } from "./Shell";
 import { FeatureList } from "./FeatureList";
 import { Dashboard } from "./Dashboard";
 import { SessionView } from "./SessionView";
+import { History } from "./History";
 import { Link, paths } from "./router";
 import { Loading } from "./components";
 
@@ -93,6 +94,7 @@ export function App() {
         {route.name === "features" && <FeatureList />}
         {route.name === "feature" && <Dashboard featureId={route.featureId} />}
         {route.name === "session" && <SessionView featureId={route.featureId} sessionId={route.sessionId} />}
+        {route.name === "history" && <History featureId={route.featureId} />}
         {route.name === "notfound" && (
           <main className="page narrow">
             <h1>Nothing here</h1>

@@ -27,7 +27,7 @@ import type { Member } from "../api/client";
 import type { FeatureLive, FeatureRoom } from "../sync/rooms";
 import { useConnection, useConnectionState, useFeature, useNow, usePresence } from "./hooks";
 import { Link, paths } from "./router";
-import { Avatar, Chip, EditActions, Empty, ErrorNote, Loading, Section, Time } from "./components";
+import { Avatar, Chip, EditActions, Empty, ErrorNote, LearningText, Loading, Section, Time } from "./components";
 import { NotesEditor } from "./NotesEditor";
 
 /** The user's role: the members endpoint when reachable, else the
@@ -418,14 +418,7 @@ function LearningItem({ l, feature, writable, mutate, now }: { l: LearningView; 
   }
   return (
     <li className="know-item">
-      <p className="know-text">
-        {l.importance !== "medium" && (
-          <>
-            <Chip tone={l.importance === "high" ? "warn" : "neutral"}>{l.importance}</Chip>{" "}
-          </>
-        )}
-        {l.text}
-      </p>
+      <LearningText importance={l.importance} text={l.text} />
       {l.files.length > 0 && (
         <p className="know-files">
           {l.files.map((f) => (
@@ -772,7 +765,12 @@ export function Dashboard({ featureId }: { featureId: string }) {
         <Link to={paths.features()}>Features</Link>
       </nav>
       <FeatureHeader feature={feature} live={f.live} role={role} room={f.room}>
-        <h1>{feature.title || "Untitled feature"}</h1>
+        <div className="title-row">
+          <h1>{feature.title || "Untitled feature"}</h1>
+          <Link to={paths.history(featureId)} className="btn btn-small" title="Who changed what, the feature as it was, and restoring">
+            History
+          </Link>
+        </div>
       </FeatureHeader>
       {!writable && role === "viewer" && <p className="readonly-note">You are a viewer: you see everything live, but cannot change anything.</p>}
       {error && (

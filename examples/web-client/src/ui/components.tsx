@@ -23,6 +23,20 @@ export function Chip({ tone = "neutral", children, title }: { tone?: Tone; child
   );
 }
 
+/** A learning's text, led by its importance unless that is the usual one. */
+export function LearningText({ importance, text }: { importance: string; text: string }) {
+  return (
+    <p className="know-text">
+      {importance !== "medium" && (
+        <>
+          <Chip tone={importance === "high" ? "warn" : "neutral"}>{importance}</Chip>{" "}
+        </>
+      )}
+      {text}
+    </p>
+  );
+}
+
 export function Time({ ms, now }: { ms: number; now: number }) {
   if (!ms) return null;
   return (

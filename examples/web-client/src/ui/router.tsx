@@ -5,6 +5,8 @@
  *   /signin                    sign in
  *   /f/:featureId              feature dashboard
  *   /f/:featureId/s/:sessionId session view
+ *   /f/:featureId/history      history browser (its state in the query:
+ *                              ?at=…&from=…&author=…&kind=…&path=…)
  */
 import { useSyncExternalStore } from "react";
 import type { AnchorHTMLAttributes, MouseEvent } from "react";
@@ -14,6 +16,7 @@ export type Route =
   | { name: "signin" }
   | { name: "feature"; featureId: string }
   | { name: "session"; featureId: string; sessionId: string }
+  | { name: "history"; featureId: string }
   | { name: "notfound"; path: string };
 
 export function matchRoute(pathname: string): Route {
@@ -23,6 +26,7 @@ export function matchRoute(pathname: string): Route {
   const parts = path.split("/").slice(1).map(decodeURIComponent);
   if (parts[0] === "f" && parts[1]) {
     if (parts.length === 2) return { name: "feature", featureId: parts[1] };
+    if (parts.length === 3 && parts[2] === "history") return { name: "history", featureId: parts[1] };
     if (parts.length === 4 && parts[2] === "s" && parts[3]) return { name: "session", featureId: parts[1], sessionId: parts[3] };
   }
   return { name: "notfound", path };
@@ -33,6 +37,8 @@ export const paths = {
   signin: () => "/signin",
   feature: (featureId: string) => `/f/${encodeURIComponent(featureId)}`,
   session: (featureId: string, sessionId: string) => `/f/${encodeURIComponent(featureId)}/s/${encodeURIComponent(sessionId)}`,
+  /** `search` is a query string ("" or "?…"). */
+  history: (featureId: string, search = "") => `/f/${encodeURIComponent(featureId)}/history${search}`,
 };
 
 const listeners = new Set<() => void>();
@@ -45,16 +51,27 @@ function subscribe(fn: () => void) {
   };
 }
 
-export function navigate(to: string, options: { replace?: boolean } = {}) {
+/**
+ * Go to `to` (a path with an optional query). `replace` rewrites the current
+ * history entry (a view whose state lives in the query, such as the history
+ * browser's scrubber, updates it as the user moves without piling up Back
+ * steps); `keepScroll` leaves the scroll position alone, for such updates.
+ */
+export function navigate(to: string, options: { replace?: boolean; keepScroll?: boolean } = {}) {
   if (to === location.pathname + location.search) return;
   if (options.replace) history.replaceState(null, "", to);
   else history.pushState(null, "", to);
-  window.scrollTo(0, 0);
+  if (!options.keepScroll) window.scrollTo(0, 0);
   for (const fn of listeners) fn();
 }
 
 export function useLocationPath(): string {
   return useSyncExternalStore(subscribe, () => location.pathname);
+}
+
+/** The query string ("" or "?…"), re-rendering when `navigate` or Back changes it. */
+export function useLocationSearch(): string {
+  return useSyncExternalStore(subscribe, () => location.search);
 }
 
 export function useRoute(): Route {
