@@ -894,19 +894,18 @@ pub fn diff(
         .find(|(h, _)| h == from)
         .map(|(_, v)| v.clone());
     let (patches, earlier) = std::thread::scope(|scope| {
-        let earlier = cached
+        let reading = cached
             .is_none()
             .then(|| scope.spawn(|| json_at(doc, Some(from))));
         let patches = doc.diff(from, to);
-        let earlier = match (cached, earlier) {
-            (Some(v), _) => Ok(v),
-            (None, Some(thread)) => thread.join().map(Arc::new),
-            (None, None) => Err(Box::new("unreachable") as Box<dyn std::any::Any + Send>),
+        let earlier = match reading {
+            Some(thread) => thread.join().ok().map(Arc::new),
+            None => cached,
         };
         (patches, earlier)
     });
-    let earlier =
-        earlier.map_err(|_| HistoryError::Document("the earlier version failed".into()))?;
+    let earlier = earlier
+        .ok_or_else(|| HistoryError::Document("reading the earlier version failed".into()))?;
     remember(history, from, earlier.clone());
     let mut state = (*earlier).clone();
     let mut out = Vec::new();
