@@ -176,15 +176,13 @@ impl FeatureService {
         from: &str,
         to: &str,
     ) -> Result<Vec<Value>, FeatureError> {
-        let (handle, key) = self.history_doc(feature_id, actor, target).await?;
-        let cache = self.history.of(&key);
+        let (handle, _) = self.history_doc(feature_id, actor, target).await?;
         let (from, to) = (from.to_owned(), to.to_owned());
         handle
             .with_document_async(move |doc| {
                 let from = history::parse_heads(doc, &from)?;
                 let to = history::parse_heads(doc, &to)?;
-                let mut h = cache.lock().unwrap_or_else(|p| p.into_inner());
-                Ok(history::diff(doc, &mut h, &from, &to)?)
+                Ok(history::diff(doc, &from, &to)?)
             })
             .await?
     }
