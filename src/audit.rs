@@ -37,6 +37,11 @@ pub enum AuditAction {
     PromptCancelled,
     /// A feature was created.
     FeatureCreated,
+    /// A GitHub webhook delivery was refused (signature, replay, unknown
+    /// repository) or a request in it ignored (a comment by a stranger).
+    WebhookRefused,
+    /// A GitHub webhook delivery changed a feature.
+    WebhookApplied,
 }
 
 impl AuditAction {
@@ -56,6 +61,8 @@ impl AuditAction {
             AuditAction::PromptQueued => "prompt_queued",
             AuditAction::PromptCancelled => "prompt_cancelled",
             AuditAction::FeatureCreated => "feature_created",
+            AuditAction::WebhookRefused => "webhook_refused",
+            AuditAction::WebhookApplied => "webhook_applied",
         }
     }
 }

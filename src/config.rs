@@ -349,6 +349,10 @@ pub struct ServerConfig {
     /// Docker backend settings.
     #[command(flatten)]
     pub docker: DockerArgs,
+
+    /// GitHub settings.
+    #[command(flatten)]
+    pub github: crate::github::GitHubArgs,
 }
 
 /// How the Docker backend runs containers (`--sandbox docker`).

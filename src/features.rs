@@ -26,11 +26,13 @@ use crate::{
     summaries::Opened,
 };
 
-/// Limits on what people send; generous for real use, small enough that one
-/// request cannot bloat a document.
+mod github;
 mod history;
+pub use github::{GITHUB, PrRecorded, PrSession};
 pub use history::{HistoryRequest, HistoryTarget, Restored};
 
+/// Limits on what people send; generous for real use, small enough that one
+/// request cannot bloat a document.
 pub mod limits {
     /// Feature and session titles, in characters.
     pub const TITLE_CHARS: usize = 200;

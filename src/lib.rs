@@ -32,6 +32,7 @@ pub mod db;
 pub mod devmodel;
 pub mod dispatch;
 pub mod features;
+pub mod github;
 pub mod history;
 pub mod http;
 pub mod metrics;

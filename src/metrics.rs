@@ -120,6 +120,9 @@ pub struct Metrics {
     pub auth_failures: Family<ReasonLabels, Counter>,
     /// Per-user limits hit, by limit.
     pub limit_hits: Family<ReasonLabels, Counter>,
+    /// GitHub webhook deliveries, by outcome (`applied`, `ignored`,
+    /// `bad_signature`, `replayed`, `unknown_repository`, `bad_request`).
+    pub webhook_deliveries: Family<ReasonLabels, Counter>,
     /// HTTP requests.
     pub http_requests: Family<HttpLabels, Counter>,
     /// HTTP latency by route.
@@ -163,6 +166,7 @@ impl Metrics {
             storage_writable: Gauge::default(),
             auth_failures: Family::default(),
             limit_hits: Family::default(),
+            webhook_deliveries: Family::default(),
             http_requests: Family::default(),
             http_seconds: Family::new_with_constructor(latency_histogram),
             agent_runs: Family::default(),
@@ -219,6 +223,11 @@ impl Metrics {
             "limit_hits",
             "Per-user limits hit (API rate, queued prompts, prompt size), by limit",
             m.limit_hits.clone(),
+        );
+        registry.register(
+            "github_webhook_deliveries",
+            "GitHub webhook deliveries by outcome (a run of bad_signature is someone guessing, or a rotated secret)",
+            m.webhook_deliveries.clone(),
         );
         registry.register(
             "sync_messages",
@@ -345,6 +354,13 @@ impl Metrics {
     pub fn sandbox_start(&self, result: &'static str) {
         self.sandbox_starts
             .get_or_create(&ReasonLabels { reason: result })
+            .inc();
+    }
+
+    /// Count a webhook delivery's outcome.
+    pub fn webhook_delivery(&self, outcome: &'static str) {
+        self.webhook_deliveries
+            .get_or_create(&ReasonLabels { reason: outcome })
             .inc();
     }
 

@@ -40,6 +40,9 @@ pub enum ServerError {
     /// The sync hub could not start.
     #[error(transparent)]
     Hub(#[from] crate::sync::HubError),
+    /// The GitHub settings cannot be used.
+    #[error(transparent)]
+    GitHub(#[from] crate::github::GitHubConfigError),
     /// The server task panicked.
     #[error("server task failed: {0}")]
     Task(String),
@@ -110,6 +113,7 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<RunningServer, ServerError> {
     let addr = listener.local_addr()?;
+    let github = crate::github::GitHub::from_args(&config.github)?;
     let public_url = config
         .public_url
         .clone()
@@ -238,6 +242,7 @@ pub async fn start(
     let state = AppState::new(
         config.clone(),
         public_url,
+        github,
         db.clone(),
         registry,
         hub.clone(),

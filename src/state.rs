@@ -40,6 +40,7 @@ pub struct AppState {
 struct Inner {
     config: ServerConfig,
     public_url: String,
+    github: crate::github::GitHub,
     db: Database,
     registry: Registry,
     hub: SyncHub,
@@ -64,6 +65,7 @@ impl AppState {
     pub(crate) fn new(
         config: ServerConfig,
         public_url: String,
+        github: crate::github::GitHub,
         db: Database,
         registry: Registry,
         hub: SyncHub,
@@ -77,6 +79,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 config,
                 public_url,
+                github,
                 db,
                 registry,
                 hub,
@@ -87,6 +90,11 @@ impl AppState {
                 shutdown,
             }),
         }
+    }
+
+    /// GitHub as configured.
+    pub fn github(&self) -> &crate::github::GitHub {
+        &self.inner.github
     }
 
     /// Server configuration.

@@ -145,6 +145,14 @@ const MIGRATIONS: &[&str] = &[
         saved_at   INTEGER NOT NULL
     ) WITHOUT ROWID;
     ",
+    // 7: GitHub webhook deliveries acted on (a redelivery is refused).
+    "
+    CREATE TABLE github_deliveries (
+        delivery_id TEXT PRIMARY KEY NOT NULL,
+        event       TEXT NOT NULL,
+        received_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -5,6 +5,7 @@ mod auth;
 mod error;
 mod extract;
 mod features;
+mod github;
 mod history;
 mod members;
 mod ops;
@@ -107,6 +108,13 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(config.request_timeout_secs),
         ));
+
+    // Signed by GitHub, not a Canopy token: outside `require_token`, with
+    // its own body limit.
+    let api = Router::new()
+        .route("/github/webhook", post(github::webhook))
+        .layer(DefaultBodyLimit::max(github::MAX_WEBHOOK_BYTES))
+        .merge(api);
 
     let web = config.web_dir.as_deref().and_then(|dir| {
         let routes = web::router(dir);

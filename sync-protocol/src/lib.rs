@@ -40,6 +40,7 @@ pub mod client;
 pub mod ephemeral;
 mod error;
 pub mod feature;
+pub mod git;
 pub mod ids;
 pub mod migrate;
 pub mod sidecar;

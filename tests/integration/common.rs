@@ -235,9 +235,18 @@ pub async fn add_user(server: &RunningServer, handle: &str) -> (String, String) 
 
 /// `POST /api/features` and return `(feature_id, document_id)`.
 pub async fn create_feature(base: &str, title: &str) -> (String, DocumentId) {
+    create_feature_with(
+        base,
+        json!({ "title": title, "description": "made by a test" }),
+    )
+    .await
+}
+
+/// `POST /api/features` with this body (a repository, say).
+pub async fn create_feature_with(base: &str, body: Value) -> (String, DocumentId) {
     let resp = http()
         .post(format!("{base}/api/features"))
-        .json(&json!({ "title": title, "description": "made by a test" }))
+        .json(&body)
         .send()
         .await
         .unwrap();

@@ -15,6 +15,7 @@ mod devmodel;
 mod docker;
 mod docker_image;
 mod durability;
+mod github;
 mod history;
 mod http_api;
 mod js_interop;

@@ -47,8 +47,8 @@ pub(crate) mod write;
 
 pub use read::{
     decisions_len, find_queue_entry, learnings_len, next_queued, open_queue_entries_with_objects,
-    queue_entries_with_objects, queue_len, read, read_at, read_session, read_summary, session_ids,
-    unfinished_queue_entries, unfinished_queue_entries_by,
+    queue_entries_with_objects, queue_len, read, read_at, read_repo, read_session, read_summary,
+    session_ids, unfinished_queue_entries, unfinished_queue_entries_by,
 };
 pub use types::{
     Decision, FeatureDoc, FeatureStatus, Importance, KeyFile, Learning, NewDecision, NewFeature,

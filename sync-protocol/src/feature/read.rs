@@ -25,6 +25,16 @@ pub fn read<D: ReadDoc + ?Sized>(doc: &D) -> Result<FeatureDoc, SchemaError> {
     read_view(DocView::new(doc, None))
 }
 
+/// The feature's repository, if it has one (without reading the rest).
+pub fn read_repo<D: ReadDoc + ?Sized>(doc: &D) -> Option<RepoRef> {
+    let v = DocView::new(doc, None);
+    v.map(&ROOT, "repo").map(|r| RepoRef {
+        url: v.string(&r, "url"),
+        base_branch: v.string(&r, "base_branch"),
+        feature_branch: v.str(&r, "feature_branch"),
+    })
+}
+
 /// The document as it was at `heads` (for example a single change hash from
 /// the history).
 ///
