@@ -166,10 +166,16 @@ async fn refused(
     why: impl Into<String>,
 ) {
     state.metrics().webhook_delivery(outcome);
-    state
-        .audit()
-        .record(None, feature_id, AuditAction::WebhookRefused, why)
-        .await;
+    // Anyone can post to the webhook, and a captured delivery can be
+    // replayed: those refusals are audited at most once a minute (the
+    // metric counts all), so a flood cannot fill the audit log.
+    let trusted = !matches!(outcome, "bad_signature" | "replayed");
+    if trusted || state.limit_audit().check("@github-webhook").is_ok() {
+        state
+            .audit()
+            .record(None, feature_id, AuditAction::WebhookRefused, why)
+            .await;
+    }
 }
 
 async fn apply(state: &AppState, delivery: &str, parsed: Parsed) -> Result<Response, ApiError> {
