@@ -1172,6 +1172,14 @@ impl Worker {
             Some(doc) => (doc.repo.clone(), self.token_owner(doc)),
             None => (None, self.asked_by.clone()),
         };
+        let work_branch = found.as_ref().map(|doc| {
+            let session = doc
+                .sessions
+                .get(&self.session_id)
+                .map(|s| s.title.as_str())
+                .unwrap_or_default();
+            canopy_protocol::git::session_branch(&doc.title, session, &self.session_id)
+        });
         let owner = owner.ok_or("nobody to start the sandbox for")?;
         let (token_id, token) = self
             .deps
@@ -1197,6 +1205,7 @@ impl Worker {
             repo: repo.map(|r| RepoSpec {
                 url: r.url,
                 branch: r.feature_branch.unwrap_or(r.base_branch),
+                work_branch,
             }),
             sidecar: SidecarSpec {
                 server_url: self.deps.sandbox_server_url.clone(),

@@ -797,7 +797,15 @@ async fn prepare_workspace(
         let partial = dir.join("workspace.partial");
         remove_if_there(&partial)?;
         match clone(repo, &partial, home).await {
-            Ok(()) => std::fs::rename(&partial, &workspace).map_err(io)?,
+            Ok(()) => {
+                if let Some(work) = &repo.work_branch
+                    && let Err(e) = work_on(home, &partial, work).await
+                {
+                    tracing::warn!(session_id, branch = %work, error = %e, "cannot check out the session branch");
+                    clone_error = Some(format!("cannot check out the session branch {work}: {e}"));
+                }
+                std::fs::rename(&partial, &workspace).map_err(io)?;
+            }
             Err(reason) => {
                 tracing::warn!(session_id, %reason, "clone failed; the workspace is an empty repository");
                 remove_if_there(&partial)?;
@@ -907,6 +915,21 @@ async fn run_git(home: &Path, cwd: &Path, args: &[&str]) -> Result<String, Strin
     } else {
         Err(tail(&String::from_utf8_lossy(&out.stderr), 4, 600))
     }
+}
+
+/// Check out the session's own branch in `workspace`: the remote's if it
+/// has one (the session pushed before its workspace was lost), else a new
+/// one from what was cloned.
+async fn work_on(home: &Path, workspace: &Path, branch: &str) -> Result<(), String> {
+    let remote = format!("refs/remotes/origin/{branch}");
+    let mut args = vec!["checkout", "-q", "-B", branch];
+    if run_git(home, workspace, &["rev-parse", "--verify", "-q", &remote])
+        .await
+        .is_ok()
+    {
+        args.push(&remote);
+    }
+    run_git(home, workspace, &args).await.map(|_| ())
 }
 
 /// The branch checked out in `workspace`. `symbolic-ref` first: it also

@@ -25,6 +25,9 @@ pub struct RepoSpec {
     pub url: String,
     /// Branch to check out (the feature branch if set, else the base branch).
     pub branch: String,
+    /// The session's own branch, made from `branch` (see
+    /// [`canopy_protocol::git`]); `None` works on `branch` itself.
+    pub work_branch: Option<String>,
 }
 
 /// What a sandbox is for.

@@ -106,6 +106,11 @@ pub struct RepoSource {
     pub url: String,
     /// Branch to check out.
     pub branch: String,
+    /// The session's own branch (`canopy/…`, see [`crate::git`]), made
+    /// from `branch` after the clone, or the remote's if it has one
+    /// already (the session pushed before). `None`: work on `branch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_branch: Option<String>,
 }
 
 /// `POST /v1/claim`: what binds a pooled sidecar to one session. The same

@@ -1462,6 +1462,7 @@ fn main() {
                 repo: RepoSpec {
                     url: git.url.clone(),
                     branch: "main".into(),
+                    work_branch: None,
                 },
                 git,
             })

@@ -894,3 +894,68 @@ async fn a_sigkilled_server_reattaches_to_the_run_in_flight() {
     let status = server.terminate().await;
     assert!(status.success());
 }
+
+/// A feature with a repository: its session's sandbox clones it and works
+/// on the session's own branch, made from the base branch, where the
+/// agent's commit lands; the document says which branch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_session_of_a_feature_with_a_repository_works_on_its_own_branch() {
+    let w = World::start().await;
+    let bare = bare_repo(w.dir.path());
+    let (feature_id, doc) = create_feature_with(
+        &w.base,
+        json!({
+            "title": "Repo work",
+            "description": "a session on its own branch",
+            "repo": { "url": format!("file://{}", bare.display()), "base_branch": "trunk" }
+        }),
+    )
+    .await;
+    let session_id = create_session(&w.base, &feature_id, "Add the greeting").await;
+    let id = enqueue(&w.base, &feature_id, &session_id, "write hello.txt: hi").await;
+    let peer = Peer::connect(&w.server.sync_url(), "watcher").await;
+    let handle = peer.find(&doc).await;
+    until_status(&handle, &id, &[QueueStatus::Done]).await;
+    // The commit is recorded after the entry settles (server API 6).
+    until("the run's commit is recorded", async || {
+        find_entry(&read(&handle), &id).is_some_and(|e| e.commit.is_some())
+    })
+    .await;
+    let done = entry(&read(&handle), &id);
+    let branch = canopy_protocol::git::session_branch("Repo work", "Add the greeting", &session_id);
+    let session = read(&handle).sessions[&session_id].clone();
+    let sandbox = session.sandbox.expect("a sandbox");
+    assert_eq!(sandbox.branch.as_deref(), Some(branch.as_str()));
+
+    let workspace = w
+        .dir
+        .path()
+        .join("sandboxes")
+        .join(&session_id)
+        .join("workspace");
+    assert_eq!(
+        git(&workspace, &["rev-parse", "--abbrev-ref", "HEAD"]).unwrap(),
+        branch
+    );
+    // The agent's commit sits on the base branch's history.
+    let log = git(&workspace, &["log", "--format=%H %s"]).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(lines.len() >= 2, "{log}");
+    assert!(lines.last().unwrap().ends_with(" seed"), "{log}");
+    assert_eq!(
+        done.commit.as_deref().map(|c| c.len()),
+        Some(40),
+        "the entry records its commit"
+    );
+    assert!(
+        log.contains(done.commit.as_deref().unwrap()),
+        "{log} lacks {:?}",
+        done.commit
+    );
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("hello.txt")).unwrap(),
+        "hi"
+    );
+    peer.stop().await;
+    w.stop().await;
+}

@@ -757,3 +757,45 @@ pub async fn connect_agent(
         .unwrap();
     (repo, dialer)
 }
+
+/// Run git in `cwd`; its trimmed stdout, or `Err(stderr)`.
+pub fn git(cwd: &Path, args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// A bare repository under `dir` whose branch `trunk` has one commit with
+/// `README.md`.
+pub fn bare_repo(dir: &Path) -> PathBuf {
+    let bare = dir.join("origin.git");
+    let seed = dir.join("seed");
+    std::fs::create_dir_all(&seed).unwrap();
+    git(dir, &["init", "-q", "--bare", "-b", "trunk", "origin.git"]).unwrap();
+    git(&seed, &["init", "-q", "-b", "trunk"]).unwrap();
+    std::fs::write(seed.join("README.md"), "hello from trunk\n").unwrap();
+    git(&seed, &["add", "README.md"]).unwrap();
+    git(
+        &seed,
+        &[
+            "-c",
+            "user.name=Seed",
+            "-c",
+            "user.email=seed@example.invalid",
+            "commit",
+            "-q",
+            "-m",
+            "seed",
+        ],
+    )
+    .unwrap();
+    git(&seed, &["push", "-q", bare.to_str().unwrap(), "trunk"]).unwrap();
+    bare
+}

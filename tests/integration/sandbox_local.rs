@@ -7,11 +7,7 @@
 //! root in a [`Root`], which kills whatever still runs under it when the
 //! test ends (passed or not).
 
-use std::{
-    os::unix::fs::PermissionsExt as _,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{os::unix::fs::PermissionsExt as _, path::PathBuf, time::Duration};
 
 use canopy::{
     devmodel::{DevModel, MODEL_ID},
@@ -117,46 +113,69 @@ async fn healthy(sandbox: &Sandbox) -> bool {
         .await
 }
 
-/// Run git in `cwd`; its trimmed stdout, or `Err(stderr)`.
-fn git(cwd: &Path, args: &[&str]) -> Result<String, String> {
-    let out = std::process::Command::new("git")
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
-/// A bare repository under `dir` whose branch `trunk` has one commit with
-/// `README.md`.
-fn bare_repo(dir: &Path) -> PathBuf {
-    let bare = dir.join("origin.git");
-    let seed = dir.join("seed");
-    std::fs::create_dir_all(&seed).unwrap();
-    git(dir, &["init", "-q", "--bare", "-b", "trunk", "origin.git"]).unwrap();
-    git(&seed, &["init", "-q", "-b", "trunk"]).unwrap();
-    std::fs::write(seed.join("README.md"), "hello from trunk\n").unwrap();
-    git(&seed, &["add", "README.md"]).unwrap();
+/// A sandbox whose session pushed its branch before (its workspace lost)
+/// continues from that branch, not from the base branch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_continues_on_the_branch_it_pushed_before() {
+    let root = Root::new();
+    let bare = bare_repo(root.0.path());
+    let session_id = canopy_protocol::ids::new_session_id();
+    let work = canopy_protocol::git::session_branch("Widget", "Add tests", &session_id);
+    let seed = root.0.path().join("seed");
+    git(&seed, &["checkout", "-q", "-b", &work]).unwrap();
+    std::fs::write(seed.join("NOTES.md"), "earlier work\n").unwrap();
+    git(&seed, &["add", "NOTES.md"]).unwrap();
     git(
         &seed,
         &[
             "-c",
-            "user.name=Seed",
+            "user.name=Agent",
             "-c",
-            "user.email=seed@example.invalid",
+            "user.email=a@example.invalid",
             "commit",
             "-q",
             "-m",
-            "seed",
+            "earlier",
         ],
     )
     .unwrap();
-    git(&seed, &["push", "-q", bare.to_str().unwrap(), "trunk"]).unwrap();
-    bare
+    git(&seed, &["push", "-q", bare.to_str().unwrap(), &work]).unwrap();
+
+    let backend = root.backend(NO_MODEL);
+    let s = start_on_branch(&backend, &session_id, &bare, &work).await;
+    assert_eq!(
+        std::fs::read_to_string(s.workspace.join("NOTES.md")).unwrap(),
+        "earlier work\n"
+    );
+    assert_eq!(
+        git(&s.workspace, &["log", "--format=%s"]).unwrap(),
+        "earlier\nseed"
+    );
+    backend.stop(&session_id).await.unwrap();
+}
+
+/// Start a sandbox of `bare`'s trunk on the session branch `work`; it must
+/// clone without error and be on that branch.
+async fn start_on_branch(
+    backend: &LocalProcesses,
+    session_id: &str,
+    bare: &std::path::Path,
+    work: &str,
+) -> Sandbox {
+    let s = backend
+        .start(spec(
+            session_id,
+            Some(RepoSpec {
+                url: format!("file://{}", bare.display()),
+                branch: "trunk".into(),
+                work_branch: Some(work.to_owned()),
+            }),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(s.clone_error, None);
+    assert_eq!(s.branch.as_deref(), Some(work));
+    s
 }
 
 fn record_path(root: &Root, session_id: &str) -> PathBuf {
@@ -174,18 +193,9 @@ async fn a_local_sandbox_clones_the_repository_on_its_branch() {
     let backend = root.backend(NO_MODEL);
     assert_eq!(backend.name(), "local");
     let session_id = canopy_protocol::ids::new_session_id();
-    let s = backend
-        .start(spec(
-            &session_id,
-            Some(RepoSpec {
-                url: format!("file://{}", bare.display()),
-                branch: "trunk".into(),
-            }),
-        ))
-        .await
-        .unwrap();
-    assert_eq!(s.clone_error, None);
-    assert_eq!(s.branch.as_deref(), Some("trunk"));
+    let work = canopy_protocol::git::session_branch("Widget", "Add tests", &session_id);
+    // On its own branch, made from trunk.
+    let s = start_on_branch(&backend, &session_id, &bare, &work).await;
     assert_eq!(s.backend, "local");
     assert_eq!(s.session_id, session_id);
     assert_eq!(s.feature_id, "ftr_aaaaaaaaaaaaaaaaaaaa");
@@ -221,7 +231,7 @@ async fn a_local_sandbox_clones_the_repository_on_its_branch() {
     assert_eq!(record["password"], s.password.as_str());
     assert_eq!(record["session_id"], session_id.as_str());
     assert_eq!(record["feature_id"], "ftr_aaaaaaaaaaaaaaaaaaaa");
-    assert_eq!(record["branch"], "trunk");
+    assert_eq!(record["branch"], work.as_str());
     assert!(record["clone_error"].is_null());
     // The recorded process is the sidecar, which runs OpenCode.
     assert_eq!(vec![record["pid"].as_i64().unwrap() as i32], sidecar_of(&s));
@@ -258,6 +268,7 @@ async fn an_unreachable_repository_gives_an_empty_one_and_says_why() {
             Some(RepoSpec {
                 url: "http://someone:hunter2@127.0.0.1:9/nope.git".into(),
                 branch: "trunk".into(),
+                work_branch: None,
             }),
         ))
         .await
@@ -288,6 +299,7 @@ async fn an_unreachable_repository_gives_an_empty_one_and_says_why() {
             Some(RepoSpec {
                 url: format!("file://{}", bare.display()),
                 branch: "no-such-branch".into(),
+                work_branch: None,
             }),
         ))
         .await

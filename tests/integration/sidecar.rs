@@ -1321,9 +1321,13 @@ fn preparing_command(scratch: &Path, repo_url: &str, branch: &str) -> tokio::pro
     command
         .env("CANOPY_PREPARE_WORKSPACE", "1")
         .env("CANOPY_REPO_URL", repo_url)
-        .env("CANOPY_REPO_BRANCH", branch);
+        .env("CANOPY_REPO_BRANCH", branch)
+        .env("CANOPY_REPO_WORK_BRANCH", SESSION_BRANCH);
     command
 }
+
+/// The session branch of the preparing sidecar's session.
+const SESSION_BRANCH: &str = "canopy/widget/add-tests-aaaaaaaa";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sidecar_prepares_its_workspace_and_keeps_it() {
@@ -1366,7 +1370,8 @@ async fn a_sidecar_prepares_its_workspace_and_keeps_it() {
     let status = sidecar.status().await;
     assert_eq!(status.session_id, "ses_aaaaaaaaaaaaaaaaaaaa");
     let ws = status.workspace.expect("the workspace status");
-    assert_eq!(ws.branch.as_deref(), Some("feature-x"));
+    // The session's own branch, made from feature-x.
+    assert_eq!(ws.branch.as_deref(), Some(SESSION_BRANCH));
     assert_eq!(ws.clone_error, None);
     assert_eq!(
         std::fs::read_to_string(workspace.join("README.md")).unwrap(),
@@ -1388,7 +1393,7 @@ async fn a_sidecar_prepares_its_workspace_and_keeps_it() {
     )
     .await;
     let ws = sidecar.status().await.workspace.unwrap();
-    assert_eq!(ws.branch.as_deref(), Some("feature-x"));
+    assert_eq!(ws.branch.as_deref(), Some(SESSION_BRANCH));
     assert_eq!(ws.clone_error, None);
     assert_eq!(
         std::fs::read_to_string(workspace.join("agent.txt")).unwrap(),

@@ -142,10 +142,14 @@ impl Names {
         }
     }
 
-    fn repo(self) -> [&'static str; 2] {
+    fn repo(self) -> [&'static str; 3] {
         match self {
-            Names::Env => ["CANOPY_REPO_URL", "CANOPY_REPO_BRANCH"],
-            Names::Claim => ["repo.url", "repo.branch"],
+            Names::Env => [
+                "CANOPY_REPO_URL",
+                "CANOPY_REPO_BRANCH",
+                "CANOPY_REPO_WORK_BRANCH",
+            ],
+            Names::Claim => ["repo.url", "repo.branch", "repo.work_branch"],
         }
     }
 }
@@ -153,7 +157,7 @@ impl Names {
 /// The URL and branch as `git clone` may be given them (the server checks
 /// the same when a feature names its repository).
 pub fn validate_repo(repo: &RepoSource, names: Names) -> Result<(), String> {
-    let [url_name, branch_name] = names.repo();
+    let [url_name, branch_name, work_name] = names.repo();
     let url = repo.url.as_str();
     let scheme_ok = ["https://", "http://", "ssh://", "git://", "file://"]
         .iter()
@@ -168,16 +172,21 @@ pub fn validate_repo(repo: &RepoSource, names: Names) -> Result<(), String> {
             "{url_name} is not a git URL (https://, ssh://, git://, file:// or git@host:path)"
         ));
     }
-    let branch = repo.branch.as_str();
-    if branch.len() > MAX_BRANCH_BYTES
-        || branch.starts_with('-')
-        || branch.contains("..")
-        || branch.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(format!(
-            "{branch_name} {:?} is not a valid branch name",
-            truncate(branch)
-        ));
+    for (name, branch) in [
+        (branch_name, Some(repo.branch.as_str())),
+        (work_name, repo.work_branch.as_deref()),
+    ] {
+        let Some(branch) = branch else { continue };
+        if branch.len() > MAX_BRANCH_BYTES
+            || branch.starts_with('-')
+            || branch.contains("..")
+            || branch.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(format!(
+                "{name} {:?} is not a valid branch name",
+                truncate(branch)
+            ));
+        }
     }
     Ok(())
 }
@@ -231,6 +240,7 @@ mod tests {
             repo: Some(RepoSource {
                 url: "https://user:pw@example.com/r.git".into(),
                 branch: "main".into(),
+                work_branch: Some("canopy/f/s-abcdefgh".into()),
             }),
         }
     }
@@ -279,6 +289,11 @@ mod tests {
             |b| b.repo.as_mut().unwrap().branch = "--upload-pack=x".into(),
             "CANOPY_REPO_BRANCH",
             Names::Env,
+        );
+        bad(
+            |b| b.repo.as_mut().unwrap().work_branch = Some("-b x".into()),
+            "repo.work_branch",
+            Names::Claim,
         );
         assert!(!format!("{:?}", good()).contains("canopy_secret"));
         assert!(!format!("{:?}", good()).contains("pw@"));

@@ -62,6 +62,10 @@ pub struct Config {
     /// The branch to clone (default: the remote's default branch).
     #[arg(long, env = "CANOPY_REPO_BRANCH")]
     pub repo_branch: Option<String>,
+    /// The session's own branch, made from the cloned one (or the
+    /// remote's, if it has it already).
+    #[arg(long, env = "CANOPY_REPO_WORK_BRANCH")]
+    pub repo_work_branch: Option<String>,
     /// The OpenCode binary.
     #[arg(long, env = "CANOPY_OPENCODE_BIN", default_value = "opencode")]
     pub opencode_bin: PathBuf,
@@ -172,6 +176,10 @@ impl Config {
             (Some(url), branch) => Ok(Some(RepoSource {
                 url,
                 branch: branch.unwrap_or_default(),
+                work_branch: self
+                    .repo_work_branch
+                    .clone()
+                    .filter(|s| !s.trim().is_empty()),
             })),
             (None, Some(_)) => Err("CANOPY_REPO_BRANCH is set but CANOPY_REPO_URL is not".into()),
             (None, None) => Ok(None),

@@ -90,6 +90,12 @@ pub async fn prepare(
                 clone_error = Some(reason);
             } else {
                 tracing::info!(branch = %repo.branch, "repository cloned into the workspace");
+                if let Some(work) = &repo.work_branch
+                    && let Err(e) = work_on(workspace, work).await
+                {
+                    tracing::warn!(branch = %work, error = %e, "cannot check out the session branch");
+                    clone_error = Some(format!("cannot check out the session branch {work}: {e}"));
+                }
             }
         }
         if !workspace.join(".git").exists() {
@@ -250,6 +256,21 @@ async fn git(cwd: &Path, args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// Check out the session's own branch: the remote's if it has one (the
+/// session pushed before its workspace was lost), else a new one from
+/// what was cloned.
+async fn work_on(workspace: &Path, branch: &str) -> Result<(), String> {
+    let remote = format!("refs/remotes/origin/{branch}");
+    let mut args = vec!["checkout", "-q", "-B", branch];
+    if git(workspace, &["rev-parse", "--verify", "-q", &remote])
+        .await
+        .is_ok()
+    {
+        args.push(&remote);
+    }
+    git(workspace, &args).await.map(|_| ())
+}
+
 /// The branch checked out. `symbolic-ref` first: it also names the branch
 /// of a repository without commits, where `rev-parse` fails.
 pub async fn current_branch(workspace: &Path) -> Option<String> {
@@ -335,6 +356,7 @@ mod tests {
             Some(&RepoSource {
                 url: "file:///nonexistent/canopy-test-repo".into(),
                 branch: "main".into(),
+                work_branch: Some("canopy/f/s-abcdefgh".into()),
             }),
         )
         .await

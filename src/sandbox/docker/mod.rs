@@ -366,6 +366,7 @@ impl DockerSandboxes {
             repo: spec.repo.as_ref().map(|r| RepoSource {
                 url: r.url.clone(),
                 branch: r.branch.clone(),
+                work_branch: r.work_branch.clone(),
             }),
         };
         sidecar_claim(&endpoint.control_url(), &endpoint.control_secret, &request)
