@@ -28,7 +28,7 @@ use crate::{
 
 mod github;
 mod history;
-pub use github::{GITHUB, PrRecorded, PrSession};
+pub use github::{GITHUB, PrRecorded, PrSession, RepoFeature};
 pub use history::{HistoryRequest, HistoryTarget, Restored};
 
 /// Limits on what people send; generous for real use, small enough that one

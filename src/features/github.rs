@@ -7,6 +7,7 @@ use canopy_protocol::{
     feature::{self, PullRequest, QueueStatus, SessionStatus},
     git,
 };
+use samod::DocHandle;
 use serde::Serialize;
 
 use super::{Actor, FeatureError, FeatureService};
@@ -15,13 +16,22 @@ use crate::{github::RepoName, registry::DocKind};
 /// Who changes a feature on GitHub's word (history shows it as the author).
 pub const GITHUB: &str = "@github";
 
+/// A feature's document, as found for a repository.
+#[derive(Debug, Clone)]
+pub struct RepoFeature {
+    /// `ftr_…`.
+    pub feature_id: String,
+    handle: DocHandle,
+}
+
 /// A session a pull request belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct PrSession {
     /// `ftr_…`.
     pub feature_id: String,
     /// `ses_…`.
     pub session_id: String,
+    handle: DocHandle,
 }
 
 /// What recording a pull request did.
@@ -46,7 +56,10 @@ impl FeatureService {
     /// Reads each feature document's `repo` (documents are in memory once
     /// opened); a deployment with thousands of features would keep the
     /// repository in the registry instead.
-    pub async fn features_of_repo(&self, repo: &RepoName) -> Result<Vec<String>, FeatureError> {
+    pub async fn features_of_repo(
+        &self,
+        repo: &RepoName,
+    ) -> Result<Vec<RepoFeature>, FeatureError> {
         let mut found = Vec::new();
         for (doc_id, feature_id) in self.registry.documents_of_kind(DocKind::Feature) {
             let Some(handle) = self.repo.find(doc_id).await? else {
@@ -56,10 +69,10 @@ impl FeatureService {
                 .with_document_async(|d| feature::read_repo(d).map(|r| r.url))
                 .await?;
             if url.as_deref().and_then(RepoName::from_url).as_ref() == Some(repo) {
-                found.push(feature_id);
+                found.push(RepoFeature { feature_id, handle });
             }
         }
-        found.sort();
+        found.sort_by(|a, b| a.feature_id.cmp(&b.feature_id));
         Ok(found)
     }
 
@@ -68,21 +81,22 @@ impl FeatureService {
     /// branch names (see [`canopy_protocol::git`]).
     pub async fn session_of_pull_request(
         &self,
-        features: &[String],
+        features: &[RepoFeature],
         branch: &str,
         number: u64,
     ) -> Result<Option<PrSession>, FeatureError> {
         let key = git::session_key_of_branch(branch).map(str::to_owned);
-        for feature_id in features {
-            let (_, handle) = self.handle(feature_id).await?;
+        for f in features {
             let key = key.clone();
-            let found = handle
+            let found = f
+                .handle
                 .with_document_async(move |doc| pr_session(doc, key.as_deref(), number))
                 .await?;
             if let Some(session_id) = found {
                 return Ok(Some(PrSession {
-                    feature_id: feature_id.clone(),
+                    feature_id: f.feature_id.clone(),
                     session_id,
+                    handle: f.handle.clone(),
                 }));
             }
         }
@@ -99,8 +113,8 @@ impl FeatureService {
         pr: PullRequest,
     ) -> Result<PrRecorded, FeatureError> {
         self.ensure_writable()?;
-        let (_, handle) = self.handle(&at.feature_id).await?;
-        self.bind_server_actor(&handle).await?;
+        let handle = &at.handle;
+        self.bind_server_actor(handle).await?;
         let actor = Actor {
             user_id: GITHUB.into(),
             name: "GitHub".into(),
@@ -108,7 +122,7 @@ impl FeatureService {
         let sid = at.session_id.clone();
         let state = pr.state.clone();
         let (completed, not_completed) = self
-            .write_for(&handle, &actor, move |doc| record(doc, &sid, &pr))
+            .write_for(handle, &actor, move |doc| record(doc, &sid, &pr))
             .await??;
         tracing::info!(state, completed, "pull request recorded");
         Ok(PrRecorded {
