@@ -42,6 +42,13 @@ pub enum AuditAction {
     WebhookRefused,
     /// A GitHub webhook delivery changed a feature.
     WebhookApplied,
+    /// A session's pull request was opened or updated (or a compare link
+    /// given).
+    PullRequest,
+    /// A sandbox was handed a git credential of the forge.
+    GitCredential,
+    /// A Canopy user signed in with GitHub, or linked their account.
+    GitHubSignIn,
 }
 
 impl AuditAction {
@@ -63,6 +70,9 @@ impl AuditAction {
             AuditAction::FeatureCreated => "feature_created",
             AuditAction::WebhookRefused => "webhook_refused",
             AuditAction::WebhookApplied => "webhook_applied",
+            AuditAction::PullRequest => "pull_request",
+            AuditAction::GitCredential => "git_credential",
+            AuditAction::GitHubSignIn => "github_sign_in",
         }
     }
 }

@@ -346,6 +346,12 @@ pub struct ServerConfig {
     #[arg(long, env = "CANOPY_MAX_SANDBOXES", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_sandboxes: u32,
 
+    /// How many commits of history a session's clone fetches: 1 (the
+    /// default) is a shallow clone, fast on big repositories; 0 fetches
+    /// the whole history (for agents that read `git log` or bisect).
+    #[arg(long, env = "CANOPY_CLONE_DEPTH", default_value_t = 1)]
+    pub clone_depth: u32,
+
     /// Docker backend settings.
     #[command(flatten)]
     pub docker: DockerArgs,

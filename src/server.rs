@@ -113,7 +113,7 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<RunningServer, ServerError> {
     let addr = listener.local_addr()?;
-    let github = crate::github::GitHub::from_args(&config.github)?;
+    let github = crate::github::GitHub::from_args(&config.github, &config.data_dir)?;
     let public_url = config
         .public_url
         .clone()
@@ -149,6 +149,10 @@ pub async fn start(
             .await;
     }
     let members = Members::load(db.clone()).await?;
+    let github_access = crate::github::pulls::Access::new(
+        github.host().clone(),
+        crate::github::accounts::Accounts::new(db.clone(), github.token_key().clone()),
+    );
     let attribution = Attribution::load(db.clone()).await?;
     let key = match &config.server_key {
         Some(k) => ServerKey::parse(k)?,
@@ -204,6 +208,7 @@ pub async fn start(
                 db: db.clone(),
                 users: users.clone(),
                 metrics: metrics.clone(),
+                github: github_access.clone(),
                 sandbox_server_url: config.sandbox_server_url.clone().unwrap_or_else(|| {
                     // Sandboxes are on this host: loopback reaches a server
                     // listening on all interfaces too.
@@ -243,6 +248,7 @@ pub async fn start(
         config.clone(),
         public_url,
         github,
+        github_access,
         db.clone(),
         registry,
         hub.clone(),

@@ -41,6 +41,7 @@ struct Inner {
     config: ServerConfig,
     public_url: String,
     github: crate::github::GitHub,
+    github_access: crate::github::pulls::Access,
     db: Database,
     registry: Registry,
     hub: SyncHub,
@@ -66,6 +67,7 @@ impl AppState {
         config: ServerConfig,
         public_url: String,
         github: crate::github::GitHub,
+        github_access: crate::github::pulls::Access,
         db: Database,
         registry: Registry,
         hub: SyncHub,
@@ -80,6 +82,7 @@ impl AppState {
                 config,
                 public_url,
                 github,
+                github_access,
                 db,
                 registry,
                 hub,
@@ -95,6 +98,11 @@ impl AppState {
     /// GitHub as configured.
     pub fn github(&self) -> &crate::github::GitHub {
         &self.inner.github
+    }
+
+    /// The forge and the accounts linked to it.
+    pub fn github_access(&self) -> &crate::github::pulls::Access {
+        &self.inner.github_access
     }
 
     /// Server configuration.

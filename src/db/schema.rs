@@ -153,6 +153,18 @@ const MIGRATIONS: &[&str] = &[
         received_at INTEGER NOT NULL
     ) WITHOUT ROWID;
     ",
+    // 8: Canopy users linked to GitHub accounts; `token` is the user's
+    // GitHub token sealed with AES-256-GCM (key outside the database).
+    "
+    CREATE TABLE github_accounts (
+        user_id    TEXT PRIMARY KEY NOT NULL REFERENCES users (user_id),
+        github_id  INTEGER NOT NULL UNIQUE,
+        login      TEXT NOT NULL,
+        token      BLOB,
+        linked_at  INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.

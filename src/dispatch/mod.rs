@@ -17,6 +17,8 @@ pub mod store;
 mod transcript;
 mod worker;
 
+pub(crate) use worker::commit_request;
+
 use std::{
     collections::{HashMap, HashSet},
     sync::{
@@ -67,6 +69,10 @@ pub struct Deps {
     pub backend: Arc<dyn SandboxBackend>,
     /// Who may be a commit's author; who owns sandbox tokens.
     pub users: crate::auth::Users,
+    /// The forge: git credentials for clones.
+    pub github: crate::github::pulls::Access,
+    /// Commits of history a clone fetches (0: all).
+    pub clone_depth: u32,
     /// The server's base URL as sandboxes reach it.
     pub sandbox_server_url: String,
     /// How long a sandbox token lives.
@@ -270,6 +276,14 @@ impl Dispatcher {
             tracing::warn!(session_id, error = %e, "cannot stop the sandbox of a completed session");
         }
         self.inner.deps.slots.release(session_id);
+    }
+
+    /// The control API (URL, secret) of the session's running sandbox.
+    pub fn sidecar_control(&self, session_id: &str) -> Option<(String, String)> {
+        let workers = self.inner.workers.lock().unwrap_or_else(|p| p.into_inner());
+        let worker = workers.get(session_id)?;
+        let shown = worker.shown.lock().unwrap_or_else(|p| p.into_inner());
+        shown.control.clone()
     }
 
     /// The last `lines` lines of a session's sandbox output.

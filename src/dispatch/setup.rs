@@ -107,6 +107,8 @@ pub struct Services {
     pub sandbox_server_url: String,
     /// Prometheus metrics.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// The forge: git credentials for clones.
+    pub github: crate::github::pulls::Access,
 }
 
 /// Start the dispatcher as configured.
@@ -191,6 +193,8 @@ pub async fn start(
         store: Store::new(services.db),
         backend,
         users: services.users,
+        github: services.github,
+        clone_depth: config.clone_depth,
         sandbox_server_url: services.sandbox_server_url,
         metrics: services.metrics.clone(),
         token_ttl: std::time::Duration::from_secs(u64::from(config.sandbox_token_hours) * 3600),

@@ -135,6 +135,35 @@ pub(super) struct Worker {
     last_active: tokio::time::Instant,
 }
 
+/// The commit of `entry`'s work: authored by the person who asked, its
+/// subject the prompt's first line.
+pub(crate) async fn commit_request(
+    users: &crate::auth::Users,
+    entry: &QueueEntry,
+) -> CommitRequest {
+    let user = users.user(&entry.author).await.ok().flatten();
+    let (name, email) = match &user {
+        Some(u) => (
+            clean_name(&u.display_name).unwrap_or_else(|| u.handle.clone()),
+            u.email
+                .clone()
+                .filter(|e| !e.is_empty())
+                .unwrap_or_else(|| format!("{}@users.canopy.invalid", u.handle)),
+        ),
+        None => (
+            entry.author.clone(),
+            format!("{}@users.canopy.invalid", entry.author),
+        ),
+    };
+    CommitRequest {
+        queue_entry: entry.id.clone(),
+        author_name: name,
+        author_email: email,
+        subject: entry.text.lines().next().unwrap_or_default().to_owned(),
+        body: None,
+    }
+}
+
 impl Worker {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
@@ -1144,17 +1173,36 @@ impl Worker {
         let backend = self.deps.backend.name().to_owned();
         self.take_slot(&backend).await?;
         let sid = self.session_id.clone();
+        let repo_url = self
+            .feature
+            .with_document_async(|d| feature::read_repo(d).map(|r| r.url))
+            .await
+            .ok()
+            .flatten();
+        // A first start with a repository clones it: the session shows
+        // `syncing` until the sandbox reports ready.
+        let syncing = repo_url.is_some() && !self.deps.backend.has_workspace(&sid);
         let starting = feature::Sandbox {
             backend: backend.clone(),
-            state: "starting".into(),
+            state: if syncing { "syncing" } else { "starting" }.into(),
             workspace_ready: false,
             branch: None,
             head: None,
-            detail: self
-                .deps
-                .backend
-                .has_warm()
-                .then(|| "claiming a warm sandbox".to_owned()),
+            detail: if syncing {
+                Some(format!(
+                    "cloning the repository ({})",
+                    if self.deps.clone_depth == 0 {
+                        "whole history".to_owned()
+                    } else {
+                        format!("last {} commit(s)", self.deps.clone_depth)
+                    }
+                ))
+            } else {
+                self.deps
+                    .backend
+                    .has_warm()
+                    .then(|| "claiming a warm sandbox".to_owned())
+            },
         };
         let credit = self.credit(&self.feature);
         let found = self
@@ -1181,6 +1229,22 @@ impl Worker {
             canopy_protocol::git::session_branch(&doc.title, session, &self.session_id)
         });
         let owner = owner.ok_or("nobody to start the sandbox for")?;
+        // The clone's credential: asked of the forge now, handed to git in
+        // its environment only.
+        let credential = match &repo {
+            Some(r) => match self.deps.github.git_credential(&r.url, &owner).await {
+                Ok(c) => c.map(|c| canopy_protocol::sidecar::GitCredential {
+                    username: c.username,
+                    password: c.password,
+                    expires_at: c.expires_at,
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no git credential for the clone; trying without");
+                    None
+                }
+            },
+            None => None,
+        };
         let (token_id, token) = self
             .deps
             .users
@@ -1206,6 +1270,8 @@ impl Worker {
                 url: r.url,
                 branch: r.feature_branch.unwrap_or(r.base_branch),
                 work_branch,
+                depth: self.deps.clone_depth,
+                credential,
             }),
             sidecar: SidecarSpec {
                 server_url: self.deps.sandbox_server_url.clone(),
@@ -1454,32 +1520,46 @@ impl Worker {
     /// sidecar could not be asked.
     async fn commit_work(&self, entry: &QueueEntry) -> Option<CommitOutcome> {
         let sandbox = self.sandbox.as_ref()?;
-        let user = self.deps.users.user(&entry.author).await.ok().flatten();
-        let (name, email) = match &user {
-            Some(u) => (
-                clean_name(&u.display_name).unwrap_or_else(|| u.handle.clone()),
-                u.email
-                    .clone()
-                    .filter(|e| !e.is_empty())
-                    .unwrap_or_else(|| format!("{}@users.canopy.invalid", u.handle)),
-            ),
-            None => (
-                entry.author.clone(),
-                format!("{}@users.canopy.invalid", entry.author),
-            ),
-        };
-        let request = CommitRequest {
-            queue_entry: entry.id.clone(),
-            author_name: name,
-            author_email: email,
-            subject: entry.text.lines().next().unwrap_or_default().to_owned(),
-            body: None,
-        };
+        let request = commit_request(&self.deps.users, entry).await;
         match sidecar_commit(&sandbox.control_url, &sandbox.control_secret, &request).await {
-            Ok(outcome) => Some(outcome),
+            Ok(outcome) => {
+                if outcome.commit.is_some() {
+                    self.update_pull_request(sandbox, &outcome).await;
+                }
+                Some(outcome)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, queue_entry = %entry.id, "cannot commit the run's work");
                 None
+            }
+        }
+    }
+
+    /// A session with an open pull request keeps it current: each commit
+    /// is pushed to its branch (GitHub updates the pull request).
+    async fn update_pull_request(&self, sandbox: &Sandbox, outcome: &CommitOutcome) {
+        let sid = self.session_id.clone();
+        let open = self
+            .feature
+            .with_document_async(move |d| {
+                feature::read_session(d, &sid)
+                    .and_then(|s| s.pr)
+                    .is_some_and(|pr| pr.state == "open")
+            })
+            .await
+            .unwrap_or(false);
+        let Some(branch) = outcome.branch.clone().filter(|_| open) else {
+            return;
+        };
+        let request = canopy_protocol::sidecar::PushRequest { branch };
+        match crate::sandbox::sidecar_push(&sandbox.control_url, &sandbox.control_secret, &request)
+            .await
+        {
+            Ok(pushed) => {
+                tracing::info!(branch = %pushed.branch, head = %pushed.head, "pull request branch updated");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot push the commit to the pull request's branch")
             }
         }
     }

@@ -187,3 +187,55 @@ fn record(
     .map_err(|f| FeatureError::Document(f.error.to_string()))?;
     Ok((complete, not_completed))
 }
+
+impl FeatureService {
+    /// The feature's document and session `session_id` of it, for
+    /// `actor` who may write, to open the session's pull request.
+    pub async fn session_for_pull_request(
+        &self,
+        feature_id: &str,
+        session_id: &str,
+        actor: &Actor,
+    ) -> Result<(feature::FeatureDoc, PrSession), FeatureError> {
+        self.check_session(feature_id, session_id, actor, true)
+            .await?;
+        let (_, handle) = self.handle(feature_id).await?;
+        let doc = handle
+            .with_document_async(|d| feature::read(d))
+            .await?
+            .map_err(|e| FeatureError::Document(e.to_string()))?;
+        Ok((
+            doc,
+            PrSession {
+                feature_id: feature_id.to_owned(),
+                session_id: session_id.to_owned(),
+                handle,
+            },
+        ))
+    }
+
+    /// Record the pull request `actor` opened (or updated) for a session.
+    pub async fn set_pull_request(
+        &self,
+        at: &PrSession,
+        actor: &Actor,
+        pr: PullRequest,
+    ) -> Result<(), FeatureError> {
+        self.ensure_writable()?;
+        self.bind_server_actor(&at.handle).await?;
+        let sid = at.session_id.clone();
+        self.write_for(&at.handle, actor, move |doc| {
+            if feature::read_session(doc, &sid).and_then(|s| s.pr).as_ref() == Some(&pr) {
+                return Ok(());
+            }
+            let message = format!("pull request #{} {}", pr.number, pr.state);
+            doc.transact_with(
+                |_| ChangeMeta::now(message.clone()).commit_options(),
+                |tx| feature::set_session_pr(tx, &sid, Some(&pr)),
+            )
+            .map(|_| ())
+            .map_err(|f| FeatureError::Document(f.error.to_string()))
+        })
+        .await?
+    }
+}

@@ -73,6 +73,9 @@ pub struct Repository {
 pub struct Account {
     /// The login.
     pub login: String,
+    /// GitHub's id of the account (stable across renames).
+    #[serde(default)]
+    pub id: u64,
 }
 
 /// A branch end of a pull request.
@@ -131,6 +134,15 @@ pub struct Comment {
     /// Web URL.
     #[serde(default)]
     pub html_url: String,
+    /// The file commented on.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// The line commented on (in the new version).
+    #[serde(default)]
+    pub line: Option<u64>,
+    /// The diff around it.
+    #[serde(default)]
+    pub diff_hunk: Option<String>,
 }
 
 /// `pull_request_review_comment` event.

@@ -94,13 +94,22 @@ pub(super) async fn require_token(
                 }
                 return response;
             }
-            if matches!(p.scope, TokenScope::Agent { .. }) {
+            if let TokenScope::Agent {
+                feature_id,
+                session_id,
+            } = &p.scope
+            {
                 let path = req.uri().path();
-                if !(path.ends_with("/me") || path.ends_with("/sync-ticket")) {
+                // Its sync connection, and its own session's way to GitHub.
+                let own = format!("/features/{feature_id}/sessions/{session_id}/");
+                let github = path
+                    .split_once(&own)
+                    .is_some_and(|(_, rest)| rest == "git-credential" || rest == "pr");
+                if !(path.ends_with("/me") || path.ends_with("/sync-ticket") || github) {
                     return ApiError::new(
                         StatusCode::FORBIDDEN,
                         "forbidden",
-                        "an agent token only opens its session's sync connection",
+                        "an agent token only opens its session's sync connection and its GitHub credential and pull request",
                     )
                     .into_response();
                 }

@@ -283,21 +283,114 @@ async fn review_comment(
         ));
     }
     let login = &event.comment.user.login;
-    refused(
-        state,
-        "stranger",
-        Some(&at.feature_id),
-        format!(
-            "delivery {delivery}: @canopy request by GitHub user {login:?} in session {} ignored: not a member",
-            at.session_id
-        ),
-    )
-    .await;
+    let member = member_of(state, &at.feature_id, event.comment.user.id).await;
+    let Some(actor) = member else {
+        refused(
+            state,
+            "stranger",
+            Some(&at.feature_id),
+            format!(
+                "delivery {delivery}: @canopy request by GitHub user {login:?} in session {} ignored: not a member",
+                at.session_id
+            ),
+        )
+        .await;
+        return Ok(answered(
+            StatusCode::ACCEPTED,
+            json!({
+                "status": "ignored",
+                "reason": format!("GitHub user {login} is not a member of the feature who may prompt"),
+            }),
+        ));
+    };
+    let text = review_prompt(event);
+    let entry = state
+        .features()
+        .enqueue(
+            &at.feature_id,
+            crate::features::Enqueue {
+                session_id: at.session_id.clone(),
+                text,
+            },
+            &actor,
+        )
+        .await?;
+    state
+        .audit()
+        .record(
+            Some(&actor.user_id),
+            Some(&at.feature_id),
+            AuditAction::WebhookApplied,
+            format!(
+                "delivery {delivery}: @canopy review comment by {login} queued as {} in session {}",
+                entry.id, at.session_id
+            ),
+        )
+        .await;
+    state.metrics().webhook_delivery("applied");
     Ok(answered(
-        StatusCode::ACCEPTED,
+        StatusCode::OK,
         json!({
-            "status": "ignored",
-            "reason": format!("GitHub user {login} is not a member of the feature"),
+            "status": "applied",
+            "feature_id": at.feature_id,
+            "session_id": at.session_id,
+            "queue_entry": entry.id,
+            "author": actor.user_id,
         }),
     ))
+}
+
+/// The Canopy member behind GitHub account `github_id`, if its owner
+/// linked it and may prompt in the feature.
+async fn member_of(
+    state: &AppState,
+    feature_id: &str,
+    github_id: u64,
+) -> Option<crate::features::Actor> {
+    if github_id == 0 {
+        return None;
+    }
+    let account = state
+        .github_access()
+        .accounts()
+        .by_github_id(github_id)
+        .await
+        .ok()
+        .flatten()?;
+    let user = state.users().user(&account.user_id).await.ok().flatten()?;
+    if user.disabled {
+        return None;
+    }
+    let actor = crate::features::Actor {
+        user_id: user.user_id,
+        name: user.display_name,
+    };
+    let role = state.features().role(feature_id, &actor).ok()?;
+    role.can_write().then_some(actor)
+}
+
+/// The prompt a review comment becomes: the request, and where in the
+/// diff it was made.
+fn review_prompt(event: &ReviewCommentEvent) -> String {
+    let c = &event.comment;
+    let mut text = format!(
+        "Review comment by @{} on pull request #{}",
+        c.user.login, event.pull_request.number
+    );
+    if let Some(path) = &c.path {
+        text.push_str(&format!(" at {path}"));
+        if let Some(line) = c.line {
+            text.push_str(&format!(":{line}"));
+        }
+    }
+    text.push_str(":\n\n");
+    text.push_str(c.body.trim());
+    if let Some(hunk) = c.diff_hunk.as_deref().filter(|h| !h.is_empty()) {
+        let hunk: String = hunk.chars().take(4_000).collect();
+        text.push_str(&format!("\n\nThe diff it refers to:\n```diff\n{hunk}\n```"));
+    }
+    if !c.html_url.is_empty() {
+        text.push_str(&format!("\n\n({})", c.html_url));
+    }
+    text
 }

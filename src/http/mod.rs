@@ -6,9 +6,11 @@ mod error;
 mod extract;
 mod features;
 mod github;
+mod github_auth;
 mod history;
 mod members;
 mod ops;
+mod pulls;
 mod sessions;
 mod web;
 
@@ -56,6 +58,14 @@ pub fn router(state: AppState) -> Router {
             post(sessions::complete),
         )
         .route(
+            "/features/{feature_id}/sessions/{session_id}/pr",
+            post(pulls::pull_request),
+        )
+        .route(
+            "/features/{feature_id}/sessions/{session_id}/git-credential",
+            post(pulls::git_credential).layer(DefaultBodyLimit::max(pulls::MAX_CREDENTIAL_BYTES)),
+        )
+        .route(
             "/features/{feature_id}/sessions/{session_id}/logs",
             get(sessions::logs),
         )
@@ -93,6 +103,7 @@ pub fn router(state: AppState) -> Router {
             get(members::get).put(members::put).delete(members::delete),
         )
         .route("/features/{feature_id}/audit", get(members::audit))
+        .route("/github/link", post(github_auth::link))
         .route("/sync-ticket", post(auth::sync_ticket))
         .route("/me", get(auth::me))
         .fallback(not_found)
@@ -114,6 +125,10 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/github/webhook", post(github::webhook))
         .layer(DefaultBodyLimit::max(github::MAX_WEBHOOK_BYTES))
+        // A browser navigates to these (no bearer token): the OAuth state
+        // and cookie protect them.
+        .route("/github/login", get(github_auth::login))
+        .route("/github/callback", get(github_auth::callback))
         .merge(api);
 
     let web = config.web_dir.as_deref().and_then(|dir| {

@@ -471,6 +471,11 @@ impl SandboxBackend for LocalProcesses {
         "local"
     }
 
+    fn has_workspace(&self, session_id: &str) -> bool {
+        self.session_dir(session_id)
+            .is_ok_and(|d| d.join("workspace/.git").exists())
+    }
+
     fn start(&self, spec: SandboxSpec) -> BoxFuture<'_, Result<Sandbox, SandboxError>> {
         Box::pin(self.launch(spec))
     }
@@ -799,7 +804,7 @@ async fn prepare_workspace(
         match clone(repo, &partial, home).await {
             Ok(()) => {
                 if let Some(work) = &repo.work_branch
-                    && let Err(e) = work_on(home, &partial, work).await
+                    && let Err(e) = work_on(home, &partial, repo, work).await
                 {
                     tracing::warn!(session_id, branch = %work, error = %e, "cannot check out the session branch");
                     clone_error = Some(format!("cannot check out the session branch {work}: {e}"));
@@ -839,7 +844,12 @@ async fn clone(repo: &RepoSpec, target: &Path, home: &Path) -> Result<(), String
     command
         // No credential helper, whatever a config might say.
         .args(["-c", "credential.helper=", "clone", "--quiet", "--branch"])
-        .arg(&repo.branch)
+        .arg(&repo.branch);
+    if repo.depth > 0 {
+        command.arg(format!("--depth={}", repo.depth));
+    }
+    authenticate(&mut command, repo.credential.as_ref());
+    command
         .arg("--")
         .arg(&repo.url)
         .arg(target)
@@ -917,11 +927,48 @@ async fn run_git(home: &Path, cwd: &Path, args: &[&str]) -> Result<String, Strin
     }
 }
 
+/// Hand `credential` to git in its environment only (see
+/// [`canopy_protocol::git::credential_env`]).
+fn authenticate(
+    command: &mut tokio::process::Command,
+    credential: Option<&canopy_protocol::sidecar::GitCredential>,
+) {
+    if let Some(c) = credential {
+        command.envs(canopy_protocol::git::credential_env(
+            &c.username,
+            &c.password,
+        ));
+    }
+}
+
 /// Check out the session's own branch in `workspace`: the remote's if it
-/// has one (the session pushed before its workspace was lost), else a new
-/// one from what was cloned.
-async fn work_on(home: &Path, workspace: &Path, branch: &str) -> Result<(), String> {
+/// has one (the session pushed before its workspace was lost; a shallow
+/// clone fetches it first), else a new one from what was cloned.
+async fn work_on(
+    home: &Path,
+    workspace: &Path,
+    repo: &RepoSpec,
+    branch: &str,
+) -> Result<(), String> {
     let remote = format!("refs/remotes/origin/{branch}");
+    let mut fetch = git_command(home);
+    fetch
+        .args(["-c", "credential.helper=", "fetch", "--quiet"])
+        .current_dir(workspace);
+    if repo.depth > 0 {
+        fetch.arg(format!("--depth={}", repo.depth));
+    }
+    authenticate(&mut fetch, repo.credential.as_ref());
+    // Absent on the remote (the usual case: a new session) is no error.
+    let _ = tokio::time::timeout(
+        CLONE_TIMEOUT,
+        fetch
+            .args(["origin", &format!("+refs/heads/{branch}:{remote}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status(),
+    )
+    .await;
     let mut args = vec!["checkout", "-q", "-B", branch];
     if run_git(home, workspace, &["rev-parse", "--verify", "-q", &remote])
         .await

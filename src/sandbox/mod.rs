@@ -12,7 +12,9 @@ pub mod local;
 pub mod opencode_config;
 pub mod sidecar;
 
-pub use sidecar::{SidecarError, sidecar_claim, sidecar_commit, sidecar_diff, sidecar_status};
+pub use sidecar::{
+    SidecarError, sidecar_claim, sidecar_commit, sidecar_diff, sidecar_push, sidecar_status,
+};
 
 use std::path::PathBuf;
 
@@ -28,6 +30,12 @@ pub struct RepoSpec {
     /// The session's own branch, made from `branch` (see
     /// [`canopy_protocol::git`]); `None` works on `branch` itself.
     pub work_branch: Option<String>,
+    /// Commits of history to fetch; 0 for all of it.
+    pub depth: u32,
+    /// What the clone authenticates with, when the forge gives one: handed
+    /// to git in its environment only (never a URL, a config file or an
+    /// argument).
+    pub credential: Option<canopy_protocol::sidecar::GitCredential>,
 }
 
 /// What a sandbox is for.
@@ -165,6 +173,11 @@ pub trait SandboxBackend: Send + Sync + std::fmt::Debug {
     /// Whether a sandbox for a session that has none can start at once
     /// (a warm one is waiting), for the status the session shows.
     fn has_warm(&self) -> bool {
+        false
+    }
+    /// Whether the session's workspace is made already (a start reuses
+    /// it rather than cloning), for the status the session shows.
+    fn has_workspace(&self, _session_id: &str) -> bool {
         false
     }
 }

@@ -5,7 +5,8 @@
 use std::{sync::LazyLock, time::Duration};
 
 use canopy_protocol::sidecar::{
-    ClaimRequest, CommitOutcome, CommitRequest, SessionDiff, SidecarStatus,
+    ClaimRequest, CommitOutcome, CommitRequest, PushOutcome, PushRequest, SessionDiff,
+    SidecarStatus,
 };
 
 /// Why a control call failed.
@@ -127,6 +128,24 @@ pub async fn sidecar_claim(
         // The claim clones the repository when there is one.
         http(Duration::from_secs(90))
             .post(format!("{control_url}/v1/claim"))
+            .bearer_auth(secret)
+            .json(request)
+            .send()
+            .await,
+    )
+    .await
+}
+
+/// `POST /v1/push`: push the session's branch (git asks the server for its
+/// credential through the sandbox's credential helper).
+pub async fn sidecar_push(
+    control_url: &str,
+    secret: &str,
+    request: &PushRequest,
+) -> Result<PushOutcome, SidecarError> {
+    answer(
+        http(Duration::from_secs(180))
+            .post(format!("{control_url}/v1/push"))
             .bearer_auth(secret)
             .json(request)
             .send()

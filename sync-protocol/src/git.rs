@@ -83,6 +83,36 @@ pub fn is_session_key(session_id: &str, key: &str) -> bool {
         == Some(key)
 }
 
+/// The environment that hands `username`/`password` to one git process
+/// as an HTTP `Authorization` header. `GIT_CONFIG_*` variables are
+/// command-line configuration to git: nothing reaches a config file, and
+/// the secret is in no argument (which `ps` shows).
+pub fn credential_env(username: &str, password: &str) -> Vec<(String, String)> {
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+    vec![
+        ("GIT_CONFIG_COUNT".into(), "1".into()),
+        ("GIT_CONFIG_KEY_0".into(), "http.extraHeader".into()),
+        (
+            "GIT_CONFIG_VALUE_0".into(),
+            format!("Authorization: Basic {basic}"),
+        ),
+    ]
+}
+
+/// The environment that makes git ask `helper` (a shell command line, run
+/// as `helper get|store|erase`) for credentials, and nothing else: the
+/// list of helpers is emptied first.
+pub fn credential_helper_env(helper: &str) -> Vec<(String, String)> {
+    vec![
+        ("GIT_CONFIG_COUNT".into(), "2".into()),
+        ("GIT_CONFIG_KEY_0".into(), "credential.helper".into()),
+        ("GIT_CONFIG_VALUE_0".into(), String::new()),
+        ("GIT_CONFIG_KEY_1".into(), "credential.helper".into()),
+        ("GIT_CONFIG_VALUE_1".into(), format!("!{helper}")),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

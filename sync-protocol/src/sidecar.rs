@@ -5,6 +5,7 @@
 //!
 //! - `GET /v1/status` → [`SidecarStatus`]
 //! - `POST /v1/commit` [`CommitRequest`] → [`CommitOutcome`]
+//! - `POST /v1/push` [`PushRequest`] → [`PushOutcome`]
 //! - `POST /v1/claim` [`ClaimRequest`] → [`SidecarStatus`]: binds a pooled
 //!   sidecar (started with no session, OpenCode already up) to a session.
 //!
@@ -27,6 +28,57 @@ pub struct CommitRequest {
     /// More of the message, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+}
+
+/// `POST /v1/push`: push the workspace's branch to the repository's
+/// remote, with the sandbox's git credential (asked of the server when
+/// git needs it).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PushRequest {
+    /// The branch (the one checked out).
+    pub branch: String,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PushOutcome {
+    /// The branch pushed.
+    pub branch: String,
+    /// The commit now at its head on the remote.
+    pub head: String,
+}
+
+/// `POST /git/credential` (MCP bearer; the sandbox's git credential
+/// helper asks it) and the server's `POST /api/features/{id}/sessions/{sid}/git-credential`:
+/// a credential for the repository's host.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CredentialRequest {
+    /// `https` or `http`.
+    #[serde(default)]
+    pub protocol: String,
+    /// Host (and port) git connects to.
+    pub host: String,
+}
+
+/// A git credential, short-lived where the forge allows it.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct GitCredential {
+    /// User name.
+    pub username: String,
+    /// The token.
+    pub password: String,
+    /// Unix milliseconds after which it no longer works, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+impl std::fmt::Debug for GitCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitCredential")
+            .field("username", &self.username)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the commit did, and the session's state after it.
@@ -111,6 +163,14 @@ pub struct RepoSource {
     /// already (the session pushed before). `None`: work on `branch`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub work_branch: Option<String>,
+    /// Commits of history to fetch (absent or 0: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depth: Option<u32>,
+    /// What the clone authenticates with, if anything: used for the clone
+    /// only, in git's environment; later fetches and pushes ask the
+    /// server through the sandbox's credential helper.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<GitCredential>,
 }
 
 /// `POST /v1/claim`: what binds a pooled sidecar to one session. The same

@@ -1463,6 +1463,8 @@ fn main() {
                     url: git.url.clone(),
                     branch: "main".into(),
                     work_branch: None,
+                    depth: 0,
+                    credential: None,
                 },
                 git,
             })

@@ -147,9 +147,14 @@ async fn a_session_continues_on_the_branch_it_pushed_before() {
         std::fs::read_to_string(s.workspace.join("NOTES.md")).unwrap(),
         "earlier work\n"
     );
+    // Shallow: the branch's last commit, without the history behind it.
     assert_eq!(
         git(&s.workspace, &["log", "--format=%s"]).unwrap(),
-        "earlier\nseed"
+        "earlier"
+    );
+    assert_eq!(
+        git(&s.workspace, &["rev-parse", "--is-shallow-repository"]).unwrap(),
+        "true"
     );
     backend.stop(&session_id).await.unwrap();
 }
@@ -169,6 +174,9 @@ async fn start_on_branch(
                 url: format!("file://{}", bare.display()),
                 branch: "trunk".into(),
                 work_branch: Some(work.to_owned()),
+                // Shallow, as sessions clone: the pushed branch is fetched.
+                depth: 1,
+                credential: None,
             }),
         ))
         .await
@@ -269,6 +277,8 @@ async fn an_unreachable_repository_gives_an_empty_one_and_says_why() {
                 url: "http://someone:hunter2@127.0.0.1:9/nope.git".into(),
                 branch: "trunk".into(),
                 work_branch: None,
+                depth: 0,
+                credential: None,
             }),
         ))
         .await
@@ -300,6 +310,8 @@ async fn an_unreachable_repository_gives_an_empty_one_and_says_why() {
                 url: format!("file://{}", bare.display()),
                 branch: "no-such-branch".into(),
                 work_branch: None,
+                depth: 0,
+                credential: None,
             }),
         ))
         .await

@@ -241,6 +241,8 @@ mod tests {
                 url: "https://user:pw@example.com/r.git".into(),
                 branch: "main".into(),
                 work_branch: Some("canopy/f/s-abcdefgh".into()),
+                depth: None,
+                credential: None,
             }),
         }
     }

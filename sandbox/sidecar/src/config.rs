@@ -180,6 +180,8 @@ impl Config {
                     .repo_work_branch
                     .clone()
                     .filter(|s| !s.trim().is_empty()),
+                depth: None,
+                credential: None,
             })),
             (None, Some(_)) => Err("CANOPY_REPO_BRANCH is set but CANOPY_REPO_URL is not".into()),
             (None, None) => Ok(None),

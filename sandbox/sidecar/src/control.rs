@@ -26,13 +26,16 @@ use axum::{
 };
 use canopy_protocol::{
     feature,
-    sidecar::{ClaimRequest, OpenCodeStatus, SidecarStatus},
+    sidecar::{
+        ClaimRequest, CredentialRequest, OpenCodeStatus, PushOutcome, PushRequest, SidecarStatus,
+    },
 };
 use serde_json::json;
 use tokio::sync::{oneshot, watch};
 
 use crate::{
     binding::{Binding, Bound, Claim, Names},
+    credential::{CredentialError, Credentials},
     git::{self, CommitOutcome, CommitRequest},
     replica::SharedReplica,
     supervisor::OpenCodeState,
@@ -65,6 +68,10 @@ pub struct Control {
     pub claims: Arc<Claims>,
     /// One commit at a time.
     pub commit_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Git credentials of the bound session, asked of the server.
+    pub credentials: Credentials,
+    /// The environment that makes git use the credential helper.
+    pub helper_env: Arc<Vec<(String, String)>>,
 }
 
 impl std::fmt::Debug for Control {
@@ -107,17 +114,26 @@ pub fn router(control: Control) -> Router {
         .route("/v1/commit", post(commit))
         .route("/v1/diff", get(diff))
         .route("/v1/claim", post(claim))
+        .route("/v1/push", post(push))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .route_layer(middleware::from_fn_with_state(
             control.secret.clone(),
             require_bearer,
         ))
         .with_state(control.clone());
-    let tools = FeatureTools::with_binding(control.replica.clone(), control.bound.clone());
-    let mcp = tools::router(tools).route_layer(middleware::from_fn_with_state(
-        control.mcp_token.clone(),
-        require_bearer,
-    ));
+    let tools = FeatureTools::with_binding(control.replica.clone(), control.bound.clone())
+        .with_server(control.credentials.clone());
+    let mcp = tools::router(tools)
+        .merge(
+            Router::new()
+                .route("/git/credential", post(credential))
+                .layer(DefaultBodyLimit::max(MAX_BODY))
+                .with_state(control.clone()),
+        )
+        .route_layer(middleware::from_fn_with_state(
+            control.mcp_token.clone(),
+            require_bearer,
+        ));
     api.merge(mcp)
 }
 
@@ -349,6 +365,63 @@ async fn commit(State(c): State<Control>, body: axum::body::Bytes) -> Response {
         }
     }
     Json(outcome).into_response()
+}
+
+/// `POST /git/credential` (MCP bearer): what the credential helper hands
+/// git. 404 when the server has none for this host.
+async fn credential(State(c): State<Control>, body: axum::body::Bytes) -> Response {
+    let req: CredentialRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
+    };
+    if req.host.is_empty() || req.host.len() > 255 {
+        return error(StatusCode::BAD_REQUEST, "invalid", "host is required");
+    }
+    match c.credentials.get(&req).await {
+        Ok(credential) => Json(credential).into_response(),
+        Err(CredentialError::NotBound) => error(
+            StatusCode::CONFLICT,
+            "not_bound",
+            "this sandbox is not bound to a session yet",
+        ),
+        Err(e @ CredentialError::None(_)) => {
+            error(StatusCode::NOT_FOUND, "no_credential", e.to_string())
+        }
+        Err(e) => error(StatusCode::BAD_GATEWAY, "unreachable", e.to_string()),
+    }
+}
+
+/// `POST /v1/push`: push the session's branch (the credential helper asks
+/// for what git needs).
+async fn push(State(c): State<Control>, body: axum::body::Bytes) -> Response {
+    let req: PushRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
+    };
+    if c.bound.borrow().is_none() {
+        return error(
+            StatusCode::CONFLICT,
+            "not_bound",
+            "this sandbox is not bound to a session yet",
+        );
+    }
+    // Not while a commit is being made.
+    let _one_at_a_time = c.commit_lock.lock().await;
+    match git::push(&c.workspace, &req.branch, &c.helper_env).await {
+        Ok(head) => {
+            tracing::info!(branch = %req.branch, %head, "branch pushed");
+            Json(PushOutcome {
+                branch: req.branch,
+                head,
+            })
+            .into_response()
+        }
+        Err(git::GitError::Invalid(m)) => error(StatusCode::CONFLICT, "invalid", m),
+        Err(e) => {
+            tracing::warn!(error = %e, "push failed");
+            error(StatusCode::BAD_GATEWAY, "push_failed", e.to_string())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -503,6 +503,44 @@ fn non_empty(out: Vec<u8>) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
+/// Push the checked-out `branch` to `origin` as `refs/heads/<branch>`,
+/// with `env` (the credential helper's); returns the pushed head. A
+/// rejected push (the remote moved on) is an error that says so.
+pub async fn push(
+    workspace: &Path,
+    branch: &str,
+    env: &[(String, String)],
+) -> Result<String, GitError> {
+    if branch.is_empty()
+        || branch.len() > 250
+        || branch.starts_with('-')
+        || branch.contains("..")
+        || branch
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c))
+    {
+        return Err(GitError::Invalid(format!(
+            "{branch:?} is not a branch name"
+        )));
+    }
+    let current = non_empty(git_ok(workspace, &["symbolic-ref", "--short", "-q", "HEAD"]).await?);
+    if current.as_deref() != Some(branch) {
+        return Err(GitError::Invalid(format!(
+            "the workspace is on {}, not on {branch}",
+            current.as_deref().unwrap_or("a detached head")
+        )));
+    }
+    let head = rev(workspace, "HEAD")
+        .await?
+        .ok_or_else(|| GitError::Invalid("the branch has no commit to push".into()))?;
+    let refspec = format!("HEAD:refs/heads/{branch}");
+    let args = ["push", "--quiet", "--porcelain", "origin", refspec.as_str()];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let out = run(workspace, &args, None, &env).await?;
+    check(&args, out)?;
+    Ok(head)
+}
+
 /// Run git and return its stdout, or the error if it failed.
 async fn git_ok(workspace: &Path, args: &[&str]) -> Result<Vec<u8>, GitError> {
     let out = run(workspace, args, None, &[]).await?;

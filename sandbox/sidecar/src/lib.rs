@@ -24,7 +24,8 @@
 //! - [`supervisor`]: OpenCode's process: start, health, restart, stop.
 //! - [`context`]: the feature context as markdown, kept current on disk.
 //! - [`tools`]: the agent's feature tools (MCP, streamable HTTP).
-//! - [`git`]: attributed commits of the workspace.
+//! - [`git`]: attributed commits of the workspace, and its pushes.
+//! - [`credential`]: git credentials on request (the helper mode).
 //! - [`control`]: the HTTP listener: MCP for the agent, the control API
 //!   (status, commit, claim) for the server.
 //! - [`run`]: wires it all together until SIGTERM.
@@ -33,6 +34,7 @@ pub mod binding;
 pub mod config;
 pub mod context;
 pub mod control;
+pub mod credential;
 pub mod git;
 pub mod replica;
 pub mod run;

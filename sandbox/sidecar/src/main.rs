@@ -11,8 +11,19 @@ const EXIT_REFUSED: i32 = 3;
 /// Bad configuration or local setup.
 const EXIT_SETUP: i32 = 2;
 
+fn main() {
+    // git's credential helper: this binary in a second mode.
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some(canopy_sidecar::credential::HELPER_MODE) {
+        std::process::exit(canopy_sidecar::credential::helper_main(
+            args.next().as_deref(),
+        ));
+    }
+    serve();
+}
+
 #[tokio::main]
-async fn main() {
+async fn serve() {
     let config = Config::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

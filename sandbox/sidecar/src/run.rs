@@ -30,6 +30,7 @@ use crate::{
     binding::{Binding, Bound, Claim, Names},
     context,
     control::{self, Claims, Control},
+    credential::{self, Credentials},
     git,
     replica::{Replica, ReplicaError},
     supervisor::{self, OpenCodeSpec, OpenCodeState, Phase},
@@ -75,6 +76,7 @@ struct Shared {
     opencode: watch::Receiver<OpenCodeState>,
     stop: CancellationToken,
     refused: Arc<std::sync::Mutex<Option<String>>>,
+    credentials: Credentials,
 }
 
 /// Run until `shutdown` is cancelled (clean exit) or the server refuses the
@@ -142,6 +144,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         .local_addr()
         .map_err(|e| RunError::Setup(e.to_string()))?;
     let mcp_token = format!("{:032x}", rand::random::<u128>());
+    let credentials = Credentials::default();
+    // git in the sandbox (the agent's and the sidecar's pushes) asks this
+    // sidecar for credentials, which asks the server.
+    let helper_env = Arc::new(credential::helper_env(
+        &loopback(addr).to_string(),
+        &mcp_token,
+    ));
     let control = Control {
         secret: config.control_secret.as_str().into(),
         mcp_token: mcp_token.as_str().into(),
@@ -155,6 +164,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
             config.prepare_workspace.then(|| config.state_dir.clone()),
         )),
         commit_lock: Arc::default(),
+        credentials: credentials.clone(),
+        helper_env: helper_env.clone(),
     };
     let server = {
         let stop = stop.clone();
@@ -186,6 +197,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         )
         .map_err(RunError::Setup)?,
         log: config.state_dir.join("opencode.log"),
+        env: helper_env.as_ref().clone(),
     };
     // Nothing to read yet: OpenCode must not fail on a missing file.
     if !config.context_file().exists() {
@@ -205,6 +217,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         opencode: oc_rx,
         stop: stop.clone(),
         refused: Arc::default(),
+        credentials,
     };
     let bound = match at_start {
         Some((binding, doc_id)) => bind(&config, &shared, binding, doc_id, None, None).await,
@@ -285,6 +298,12 @@ async fn bind(
     prepared: Option<WorkspaceStatus>,
     accepted: Option<oneshot::Sender<Result<(), String>>>,
 ) -> Result<Option<Repo>, RunError> {
+    shared.credentials.bind(credential::Source {
+        server_url: binding.server_url.clone(),
+        token: binding.sandbox_token.clone(),
+        feature_id: binding.feature_id.clone(),
+        session_id: binding.session_id.clone(),
+    });
     let attached = attach(config, &binding).await;
     let (repo, connection) = match attached {
         Ok(attached) => attached,

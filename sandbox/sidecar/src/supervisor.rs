@@ -63,6 +63,8 @@ pub struct OpenCodeSpec {
     pub config: String,
     /// Where its output goes (appended).
     pub log: PathBuf,
+    /// More environment (the git credential helper's).
+    pub env: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for OpenCodeSpec {
@@ -314,6 +316,7 @@ fn spawn(spec: &OpenCodeSpec) -> Result<tokio::process::Child, String> {
         .current_dir(&spec.workspace)
         .env("OPENCODE_SERVER_PASSWORD", &spec.password)
         .env("OPENCODE_CONFIG_CONTENT", &spec.config)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)
@@ -456,6 +459,7 @@ mod tests {
             workspace: dir.path().to_owned(),
             config: "{}".into(),
             log: dir.path().join("opencode.log"),
+            env: Vec::new(),
         };
         let (tx, mut rx) = watch::channel(OpenCodeState::initial());
         let shutdown = CancellationToken::new();

@@ -80,6 +80,8 @@ pub struct FeatureTools {
     /// The session the sandbox is bound to; `None` for tools that are bound
     /// from the start.
     bound: Option<tokio::sync::watch::Receiver<Option<Bound>>>,
+    /// How to reach the server (for `create_pull_request`).
+    server: Option<crate::credential::Credentials>,
     tool_router: Arc<ToolRouter<FeatureTools>>,
 }
 
@@ -194,6 +196,7 @@ impl FeatureTools {
         FeatureTools {
             replica,
             bound: None,
+            server: None,
             tool_router: Arc::new(Self::tool_router()),
         }
     }
@@ -208,6 +211,14 @@ impl FeatureTools {
         FeatureTools {
             bound: Some(bound),
             ..FeatureTools::new(replica)
+        }
+    }
+
+    /// The same tools, able to ask the server (for `create_pull_request`).
+    pub fn with_server(self, server: crate::credential::Credentials) -> Self {
+        FeatureTools {
+            server: Some(server),
+            ..self
         }
     }
 
@@ -442,6 +453,68 @@ impl FeatureTools {
             context::one_line(&title, MAX_TITLE_CHARS)
         ))
     }
+
+    /// Push the session's branch and open (or update) its pull request.
+    #[tool(
+        name = "create_pull_request",
+        description = "Push this session's branch and open its pull request on GitHub (or update \
+            the one it has), as the person who asked for the work, with a body that lists the \
+            prompts, learnings and decisions of this session. Only what is committed is pushed: \
+            Canopy commits your work when each prompt ends, and pushes later commits to the \
+            pull request by itself. Returns the pull request's URL, or a compare link when \
+            nobody can open it."
+    )]
+    pub async fn create_pull_request(&self) -> ToolResult {
+        let replica = self.loaded()?;
+        let source = self
+            .server
+            .as_ref()
+            .and_then(crate::credential::Credentials::source)
+            .ok_or_else(|| NOT_BOUND.to_owned())?;
+        let url = format!(
+            "{}/api/features/{}/sessions/{}/pr",
+            source.server_url.trim_end_matches('/'),
+            source.feature_id,
+            replica.session_id()
+        );
+        let resp = reqwest::Client::new()
+            .post(&url)
+            .timeout(std::time::Duration::from_secs(240))
+            .bearer_auth(&source.token)
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach Canopy: {}", e.without_url()))?;
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(format!(
+                "the pull request was not opened: {}",
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap_or("no reason given")
+            ));
+        }
+        Ok(
+            match (body["pr"]["url"].as_str(), body["compare_url"].as_str()) {
+                (Some(url), _) => format!(
+                    "Pull request #{} {}: {url}",
+                    body["pr"]["number"],
+                    if body["created"] == true {
+                        "opened"
+                    } else {
+                        "updated"
+                    }
+                ),
+                (None, Some(compare)) => format!(
+                    "The branch {} is pushed, but nobody could open the pull request ({}). It can be \
+                 opened here: {compare}",
+                    body["branch"].as_str().unwrap_or_default(),
+                    body["reason"].as_str().unwrap_or("no GitHub credentials")
+                ),
+                _ => "The server gave no pull request.".to_owned(),
+            },
+        )
+    }
 }
 
 #[tool_handler(router = self.tool_router)]
@@ -456,8 +529,8 @@ impl ServerHandler for FeatureTools {
                 "Tools of the Canopy feature you work on. Several agent sessions work on this \
                  feature in parallel; these tools share what you learn and decide with them \
                  (add_learning, record_decision, mark_key_file), show what they learned and do \
-                 (read_feature_context, list_sessions), and ask for more sessions \
-                 (request_session).",
+                 (read_feature_context, list_sessions), ask for more sessions \
+                 (request_session), and open the session's pull request (create_pull_request).",
             )
     }
 }
@@ -1252,6 +1325,7 @@ mod tests {
             names,
             [
                 "add_learning",
+                "create_pull_request",
                 "list_sessions",
                 "mark_key_file",
                 "read_feature_context",
@@ -1404,6 +1478,7 @@ mod tests {
                 names,
                 [
                     "add_learning",
+                    "create_pull_request",
                     "list_sessions",
                     "mark_key_file",
                     "read_feature_context",

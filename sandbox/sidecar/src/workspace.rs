@@ -91,7 +91,7 @@ pub async fn prepare(
             } else {
                 tracing::info!(branch = %repo.branch, "repository cloned into the workspace");
                 if let Some(work) = &repo.work_branch
-                    && let Err(e) = work_on(workspace, work).await
+                    && let Err(e) = work_on(workspace, repo, work).await
                 {
                     tracing::warn!(branch = %work, error = %e, "cannot check out the session branch");
                     clone_error = Some(format!("cannot check out the session branch {work}: {e}"));
@@ -177,6 +177,15 @@ async fn clone(repo: &RepoSource, workspace: &Path) -> Result<(), String> {
     if !repo.branch.is_empty() {
         command.args(["--branch", &repo.branch]);
     }
+    if let Some(depth) = repo.depth.filter(|d| *d > 0) {
+        command.arg(format!("--depth={depth}"));
+    }
+    if let Some(c) = &repo.credential {
+        command.envs(canopy_protocol::git::credential_env(
+            &c.username,
+            &c.password,
+        ));
+    }
     command
         .arg("--")
         .arg(&repo.url)
@@ -257,10 +266,31 @@ async fn git(cwd: &Path, args: &[&str]) -> Result<String, String> {
 }
 
 /// Check out the session's own branch: the remote's if it has one (the
-/// session pushed before its workspace was lost), else a new one from
-/// what was cloned.
-async fn work_on(workspace: &Path, branch: &str) -> Result<(), String> {
+/// session pushed before its workspace was lost; a shallow clone fetches
+/// it first), else a new one from what was cloned.
+async fn work_on(workspace: &Path, repo: &RepoSource, branch: &str) -> Result<(), String> {
     let remote = format!("refs/remotes/origin/{branch}");
+    let mut fetch = git_command(workspace);
+    fetch.args(["-c", "credential.helper=", "fetch", "--quiet"]);
+    if let Some(depth) = repo.depth.filter(|d| *d > 0) {
+        fetch.arg(format!("--depth={depth}"));
+    }
+    if let Some(c) = &repo.credential {
+        fetch.envs(canopy_protocol::git::credential_env(
+            &c.username,
+            &c.password,
+        ));
+    }
+    // Absent on the remote (the usual case: a new session) is no error.
+    let _ = tokio::time::timeout(
+        CLONE_TIMEOUT,
+        fetch
+            .args(["origin", &format!("+refs/heads/{branch}:{remote}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status(),
+    )
+    .await;
     let mut args = vec!["checkout", "-q", "-B", branch];
     if git(workspace, &["rev-parse", "--verify", "-q", &remote])
         .await
@@ -357,6 +387,8 @@ mod tests {
                 url: "file:///nonexistent/canopy-test-repo".into(),
                 branch: "main".into(),
                 work_branch: Some("canopy/f/s-abcdefgh".into()),
+                depth: Some(1),
+                credential: None,
             }),
         )
         .await

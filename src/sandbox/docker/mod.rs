@@ -367,6 +367,8 @@ impl DockerSandboxes {
                 url: r.url.clone(),
                 branch: r.branch.clone(),
                 work_branch: r.work_branch.clone(),
+                depth: (r.depth > 0).then_some(r.depth),
+                credential: r.credential.clone(),
             }),
         };
         sidecar_claim(&endpoint.control_url(), &endpoint.control_secret, &request)
