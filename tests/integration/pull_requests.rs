@@ -289,6 +289,34 @@ async fn sessions_clone_push_and_open_pull_requests_as_the_people_who_asked() {
     );
     let s1 = create_session(&base, &feature_id, "Greetings").await;
 
+    // Bad input: git credentials are for the session's sandbox only; a
+    // person asking gets 403, whatever the body.
+    let path = format!("/api/features/{feature_id}/sessions/{s1}/git-credential");
+    let (status, refused) = post(&base, TOKEN, &path, json!({ "host": "127.0.0.1" })).await;
+    assert_eq!(status, 403, "{refused}");
+    let (status, _) = post(&base, TOKEN, &path, json!("not an object")).await;
+    assert_eq!(status, 403);
+    // A feature without a repository has no pull request to open.
+    let (bare_feature, _) = create_feature(&base, "No repository").await;
+    let lonely = create_session(&base, &bare_feature, "Alone").await;
+    let (status, none) = open_pr(&base, TOKEN, &bare_feature, &lonely).await;
+    assert_eq!(status, 409, "{none}");
+    assert_eq!(none["error"]["code"], "no_github_repository");
+    // A session of another feature, or a malformed id, is no session of
+    // this one.
+    for other in [lonely.as_str(), "ses_nonsense"] {
+        let (status, unknown) = open_pr(&base, TOKEN, &feature_id, other).await;
+        assert_eq!(status, 422, "{unknown}");
+        assert_eq!(unknown["error"]["code"], "unknown_session");
+    }
+    // A callback without a state, or with GitHub's refusal, changes nothing.
+    let missing = no_redirects()
+        .get(format!("{base}/api/github/callback?code=abc"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 400);
+
     // 1. Two people's prompts, two attributed commits.
     let first = enqueue(&base, &feature_id, &s1, "write alice.txt: from alice").await;
     let second = enqueue_as(&bob, &base, &feature_id, &s1, "write bob.txt: from bob").await;
