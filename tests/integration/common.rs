@@ -393,6 +393,24 @@ pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     .await
 }
 
+/// The URL a `canopy serve` child (stdout piped) prints when it listens;
+/// its stdout is drained from then on, so it never blocks on a full pipe.
+pub async fn printed_url(child: &mut tokio::process::Child) -> String {
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let url = within("server prints its URL", async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(url) = line.strip_prefix("Canopy listening on ") {
+                return url.trim().to_owned();
+            }
+        }
+        panic!("server exited before printing its URL");
+    })
+    .await;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    url
+}
+
 /// The server binary as a child process (for SIGKILL tests).
 pub struct ServerProcess {
     pub child: tokio::process::Child,
@@ -429,19 +447,7 @@ impl ServerProcess {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let url = within("server prints its URL", async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(url) = line.strip_prefix("Canopy listening on ") {
-                    return url.trim().to_owned();
-                }
-            }
-            panic!("server exited before printing its URL");
-        })
-        .await;
-        // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let url = printed_url(&mut child).await;
         ServerProcess { child, url }
     }
 

@@ -9,7 +9,6 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::common::*;
 use crate::fake_github::FakeGitHub;
@@ -62,18 +61,7 @@ impl Server {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let base = within("server prints its URL", async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(url) = line.strip_prefix("Canopy listening on ") {
-                    return url.trim().to_owned();
-                }
-            }
-            panic!("server exited before printing its URL");
-        })
-        .await;
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let base = printed_url(&mut child).await;
         Server { child, base }
     }
 
