@@ -40,17 +40,24 @@ export default {
       () =>
         page.evaluate(async () => {
           const reg = await navigator.serviceWorker.getRegistration();
-          if (!reg?.active || !navigator.serviceWorker.controller) return null;
+          if (!reg?.active || !navigator.serviceWorker.controller) {
+            const worker = reg ? (reg.installing ? "installing" : reg.waiting ? "waiting" : reg.active ? "active" : "none") : "unregistered";
+            return { not: `worker ${worker}, controller ${navigator.serviceWorker.controller ? "set" : "none"}` };
+          }
           const keys = (await (await caches.open("canopy-shell-v1")).keys()).map((r) => new URL(r.url).pathname);
           const scripts = [...document.querySelectorAll("script[src], link[rel=stylesheet]")].map((e) => new URL(e.src || e.href).pathname);
           const ok = keys.includes("/index.html") && scripts.every((s) => keys.includes(s)) && keys.some((k) => k.endsWith(".wasm"));
-          return ok ? keys : null;
+          return ok ? { keys } : { not: `cache has ${keys.join(", ") || "nothing"}` };
+        }).then((r) => {
+          // Thrown, so that a timeout says what was missing.
+          if (r.not) throw new Error(r.not);
+          return r.keys;
         }),
       { timeout: T.sync, interval: 250 },
     );
     t.step(`service worker caches ${shell.length} files`);
 
-    // The document is in IndexedDB.
+    // The document is in IndexedDB (saved at most 100 ms after it changed).
     const docId = docUrl.replace(/^automerge:/, "");
     await until("the document to be stored in IndexedDB", () =>
       page.evaluate(
@@ -66,7 +73,9 @@ export default {
               r.onsuccess = () => resolve(r.result);
               r.onerror = () => reject(r.error);
             });
-            return keys.some((k) => Array.isArray(k) && k[0] === docId);
+            // The document's own data, not only its sync state (which
+            // automerge-repo writes first): [docId, "snapshot" | "incremental", hash].
+            return keys.some((k) => Array.isArray(k) && k[0] === docId && (k[1] === "snapshot" || k[1] === "incremental"));
           } finally {
             conn.close();
           }
