@@ -707,3 +707,157 @@ async fn without_docker_documents_are_served_and_prompts_wait_until_it_returns()
     assert_eq!(sandbox.detail, None, "{sandbox:?}");
     drop(w.stop().await);
 }
+
+/// Issue 9, acceptance 5 in a container: the session clones its
+/// repository from a (fake) GitHub with the App's installation token,
+/// pushes through the credential helper, and no token is left in the
+/// document, the transcript, the logs, the workspace's git config, the
+/// container's environment or the snapshot image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_container_clones_and_pushes_with_app_tokens_and_keeps_none() {
+    use crate::fake_github::FakeGitHub;
+    use crate::pull_requests::{APP_ID, CLIENT_ID, CLIENT_SECRET, open_pr};
+
+    if !docker_or_skip("a_container_clones_and_pushes_with_app_tokens") {
+        return;
+    }
+    let gh = FakeGitHub::start(APP_ID, CLIENT_ID, CLIENT_SECRET).await;
+    let widget = gh.create_repo("acme", "widget", true);
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("app.pem");
+    std::fs::write(&key, gh.app_private_key_pem()).unwrap();
+    let Some(w) = World::start("a_container_clones_and_pushes_with_app_tokens", 0, |c| {
+        c.github.github_web_url = gh.web_url();
+        c.github.github_api_url = gh.api_url();
+        c.github.github_app_id = Some(APP_ID);
+        c.github.github_app_private_key_file = Some(key.clone());
+        c.sandbox_idle_secs = Some(3);
+    })
+    .await
+    else {
+        return;
+    };
+    let (base, objects) = (w.base.clone(), &w.objects);
+    let (fid, doc_id) = create_feature_with(
+        &base,
+        json!({
+            "title": "Contained widget",
+            "repo": { "url": widget, "base_branch": "main" }
+        }),
+    )
+    .await;
+    let sid = create_session(&base, &fid, "Boxed").await;
+    run_ok(&base, &fid, &sid, "write boxed.txt: written in a container").await;
+    let container = objects
+        .session_container(&sid)
+        .expect("the session's container runs");
+    assert_eq!(
+        exec(
+            &container,
+            "cd /sandbox/workspace && git rev-parse --is-shallow-repository"
+        ),
+        "true",
+        "the container's clone is shallow"
+    );
+
+    // The PR (the admin has no GitHub account: the App opens it) and a
+    // second prompt pushed to its branch by git's credential helper.
+    let (status, opened) = open_pr(&base, TOKEN, &fid, &sid).await;
+    assert_eq!(status, 201, "{opened}");
+    assert_eq!(opened["opened_as"], "app", "{opened}");
+    run_ok(&base, &fid, &sid, "write again.txt: pushed by the helper").await;
+    let bare = gh.bare_repo_path("acme", "widget");
+    let branch = canopy_protocol::git::session_branch("Contained widget", "Boxed", &sid);
+    until_some("the second commit reaches the branch", async || {
+        git(&bare, &["show", &format!("{branch}:again.txt")])
+            .ok()
+            .filter(|s| s == "pushed by the helper")
+    })
+    .await;
+    assert_eq!(
+        git(&bare, &["show", &format!("{branch}:boxed.txt")]).unwrap(),
+        "written in a container"
+    );
+
+    // What the running container holds: its git configuration (every
+    // scope), its processes' environments, its configuration and logs.
+    let mut texts = vec![
+        exec(
+            &container,
+            "cd /sandbox/workspace && cat .git/config && git config --list --show-origin",
+        ),
+        exec(
+            &container,
+            "cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n'; true",
+        ),
+        docker(&["inspect", &container]),
+        {
+            let out = Command::new("docker")
+                .args(["logs", &container])
+                .output()
+                .unwrap();
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        },
+        logs(&base, &fid, &sid, "").await.1,
+    ];
+    assert!(texts[0].contains(&widget), "{}", texts[0]);
+    assert!(
+        texts[1].contains("GIT_CONFIG_"),
+        "the helper is configured through the environment: {}",
+        texts[1]
+    );
+    texts.push(snapshot(&base, &fid).await.to_string());
+    let peer = Peer::connect(&w.server.sync_url(), "reader").await;
+    let feature = peer.find(&doc_id).await;
+    let url = read(&feature).sessions[&sid].transcript.clone().unwrap();
+    let tid: DocumentId = url.trim_start_matches("automerge:").parse().unwrap();
+    let t = peer.find(&tid).await;
+    let transcript = t.with_document(|d| format!("{:?}", transcript::read(d).unwrap()));
+    assert!(transcript.contains("again.txt"), "{transcript}");
+    texts.push(transcript);
+
+    // Idle: the container becomes an image. `docker save` writes its
+    // layers uncompressed, so the archive's bytes are the files' bytes
+    // (the workspace's file is found in it, as a check of the search).
+    until_some("the idle sandbox is hibernated", async || {
+        let doc = document(&base, &fid).await;
+        let state = doc.sessions[&sid].sandbox.as_ref()?.state.clone();
+        (state == "hibernated").then_some(())
+    })
+    .await;
+    let archive = keys.path().join("snapshot.tar");
+    docker(&[
+        "save",
+        "-o",
+        archive.to_str().unwrap(),
+        &format!("canopy-snapshot:{sid}"),
+    ]);
+    let image = std::fs::read(&archive).unwrap();
+    let contains =
+        |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(
+        contains(&image, "pushed by the helper"),
+        "the snapshot holds the workspace"
+    );
+
+    let tokens = gh.issued_tokens();
+    assert!(
+        tokens.iter().any(|t| t.starts_with("ghs_")),
+        "installation tokens were used: {tokens:?}"
+    );
+    for token in &tokens {
+        for (i, text) in texts.iter().enumerate() {
+            assert!(
+                !text.contains(token.as_str()),
+                "a token is in text {i}: {text}"
+            );
+        }
+        assert!(!contains(&image, token), "a token is in the snapshot image");
+    }
+    drop(peer);
+    drop(w.stop().await);
+}

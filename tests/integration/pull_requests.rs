@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 use crate::common::*;
 use crate::fake_github::FakeGitHub;
 
-const APP_ID: u64 = 4242;
-const CLIENT_ID: &str = "Iv1.canopytest0001";
-const CLIENT_SECRET: &str = "canopy-test-oauth-client-secret";
+pub(crate) const APP_ID: u64 = 4242;
+pub(crate) const CLIENT_ID: &str = "Iv1.canopytest0001";
+pub(crate) const CLIENT_SECRET: &str = "canopy-test-oauth-client-secret";
 const WEBHOOK_SECRET: &str = "whsec-pr-test-0123456789abcdef";
 
 /// `canopy serve` with GitHub configured, its stderr (debug logs) in
@@ -156,7 +156,12 @@ async fn post(base: &str, token: &str, path: &str, body: Value) -> (u16, Value) 
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-async fn open_pr(base: &str, token: &str, feature_id: &str, session_id: &str) -> (u16, Value) {
+pub(crate) async fn open_pr(
+    base: &str,
+    token: &str,
+    feature_id: &str,
+    session_id: &str,
+) -> (u16, Value) {
     post(
         base,
         token,
@@ -166,7 +171,7 @@ async fn open_pr(base: &str, token: &str, feature_id: &str, session_id: &str) ->
     .await
 }
 
-fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+pub(crate) fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         let path = entry.path();
         let meta = std::fs::symlink_metadata(&path).unwrap();
@@ -541,6 +546,107 @@ async fn sessions_clone_push_and_open_pull_requests_as_the_people_who_asked() {
         log.contains("pull request"),
         "the log is the server's debug log"
     );
+}
+
+/// Acceptance 2's other half: a server with no GitHub App at all. The
+/// sandbox clones and pushes with the GitHub token of the person it works
+/// for (the admin, who linked their account); the admin's pull request is
+/// opened as them; Bob, who has no GitHub account, gets the compare page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_an_app_people_open_pull_requests_or_get_a_compare_link() {
+    let gh = FakeGitHub::start(APP_ID, CLIENT_ID, CLIENT_SECRET).await;
+    let widget = gh.create_repo("acme", "widget", false);
+    gh.add_user("alice-gh", 101, "Alice Admin", "alice@example.com");
+    let model = Model::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let _reaper = Reaper(dir.path().to_owned());
+    let secret = dir.path().join("client-secret");
+    std::fs::write(&secret, CLIENT_SECRET).unwrap();
+    let mut config = agent_config(dir.path(), &model.url());
+    config.github.github_web_url = gh.web_url();
+    config.github.github_api_url = gh.api_url();
+    config.github.github_client_id = Some(CLIENT_ID.into());
+    config.github.github_client_secret_file = Some(secret);
+    let server = start_with(config).await;
+    let base = server.url().to_owned();
+
+    let (status, linked) = post(&base, TOKEN, "/api/github/link", json!({})).await;
+    assert_eq!(status, 200, "{linked}");
+    gh.sign_in_as("alice-gh");
+    let back = through_github(linked["authorize_url"].as_str().unwrap(), None).await;
+    assert_eq!(back.status(), 303);
+    let (_, bob) = add_user(&server, "bob").await;
+
+    let (feature_id, _) = create_feature_with(
+        &base,
+        json!({
+            "title": "Appless",
+            "repo": { "url": widget, "base_branch": "main" }
+        }),
+    )
+    .await;
+    assert_eq!(
+        set_member(&base, &feature_id, "bob", "contributor").await,
+        200
+    );
+    let sid = create_session(&base, &feature_id, "By hand").await;
+    let first = enqueue(&base, &feature_id, &sid, "write a.txt: by the admin").await;
+    let second = enqueue_as(&bob, &base, &feature_id, &sid, "write b.txt: by bob").await;
+    settled(&base, &feature_id, &first).await;
+    let done = settled(&base, &feature_id, &second).await;
+    assert_eq!(done.status, canopy_protocol::feature::QueueStatus::Done);
+
+    // Bob asks: the branch is pushed (with the admin's token), but
+    // nobody can open the pull request for him.
+    let branch = canopy_protocol::git::session_branch("Appless", "By hand", &sid);
+    let (status, compare) = open_pr(&base, &bob, &feature_id, &sid).await;
+    assert_eq!(status, 200, "{compare}");
+    assert_eq!(compare["pr"], Value::Null);
+    assert_eq!(
+        compare["compare_url"],
+        format!(
+            "{}/acme/widget/compare/main...{branch}?expand=1",
+            gh.web_url()
+        )
+        .as_str()
+    );
+    let bare = gh.bare_repo_path("acme", "widget");
+    assert_eq!(
+        git(&bare, &["show", &format!("{branch}:b.txt")]).unwrap(),
+        "by bob"
+    );
+    assert!(gh.pulls("acme", "widget").is_empty());
+    assert!(
+        document(&base, &feature_id).await.sessions[&sid]
+            .pr
+            .is_none()
+    );
+
+    // The admin asks: opened as them.
+    let (status, opened) = open_pr(&base, TOKEN, &feature_id, &sid).await;
+    assert_eq!(status, 201, "{opened}");
+    assert_eq!(opened["opened_as"], "user", "{opened}");
+    assert_eq!(opened["opened_by"], "alice-gh");
+    let pulls = gh.pulls("acme", "widget");
+    assert_eq!(pulls.len(), 1);
+    assert_eq!(pulls[0]["user"]["login"], "alice-gh");
+
+    // The App was never asked for, and git was only ever let in as the
+    // admin.
+    let requests = gh.requests();
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.auth != "app" && !r.auth.starts_with("installation:")),
+        "no App credentials were used"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.path.ends_with("/git-receive-pack") && r.auth == "user:alice-gh"),
+        "the push went in as the admin"
+    );
+    server.stop().await.unwrap();
 }
 
 async fn get_json_as(base: &str, token: &str, path: &str) -> Value {
