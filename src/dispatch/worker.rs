@@ -1173,15 +1173,21 @@ impl Worker {
         let backend = self.deps.backend.name().to_owned();
         self.take_slot(&backend).await?;
         let sid = self.session_id.clone();
-        let repo_url = self
+        let repo = self
             .feature
-            .with_document_async(|d| feature::read_repo(d).map(|r| r.url))
+            .with_document_async(|d| feature::read_repo(d))
             .await
             .ok()
             .flatten();
+        // The whole history when the feature asks for it, else the
+        // server's depth (0 is the whole history too).
+        let depth = match &repo {
+            Some(r) if r.full_clone => 0,
+            _ => self.deps.clone_depth,
+        };
         // A first start with a repository clones it: the session shows
         // `syncing` until the sandbox reports ready.
-        let syncing = repo_url.is_some() && !self.deps.backend.has_workspace(&sid);
+        let syncing = repo.is_some() && !self.deps.backend.has_workspace(&sid);
         let starting = feature::Sandbox {
             backend: backend.clone(),
             state: if syncing { "syncing" } else { "starting" }.into(),
@@ -1191,10 +1197,10 @@ impl Worker {
             detail: if syncing {
                 Some(format!(
                     "cloning the repository ({})",
-                    if self.deps.clone_depth == 0 {
+                    if depth == 0 {
                         "whole history".to_owned()
                     } else {
-                        format!("last {} commit(s)", self.deps.clone_depth)
+                        format!("last {depth} commit(s)")
                     }
                 ))
             } else {
@@ -1270,7 +1276,7 @@ impl Worker {
                 url: r.url,
                 branch: r.feature_branch.unwrap_or(r.base_branch),
                 work_branch,
-                depth: self.deps.clone_depth,
+                depth,
                 credential,
             }),
             sidecar: SidecarSpec {

@@ -77,6 +77,9 @@ pub(super) struct RepoBody {
     base_branch: String,
     #[serde(default)]
     feature_branch: Option<String>,
+    /// Clone the whole history rather than the shallow default.
+    #[serde(default)]
+    full_clone: bool,
 }
 
 fn default_branch() -> String {
@@ -108,6 +111,7 @@ pub(super) async fn create_feature(
                     url: r.url,
                     base_branch: r.base_branch,
                     feature_branch: r.feature_branch,
+                    full_clone: r.full_clone,
                 }),
             },
             &Actor::from(&who),

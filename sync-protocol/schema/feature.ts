@@ -122,6 +122,9 @@ export interface RepoRef {
   url: Str;
   base_branch: Str;
   feature_branch: Str | null;
+  /** Sandboxes clone the whole history rather than a shallow clone
+   * (server API 11). Absent means `false`. */
+  full_clone?: boolean;
 }
 
 export interface Participant {

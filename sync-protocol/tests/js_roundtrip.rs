@@ -143,6 +143,7 @@ fn a_document_written_in_js_reads_correctly_in_rust_and_back() {
         "JS splices at UTF-16 offsets"
     );
     assert_eq!(read.status, FeatureStatus::Active);
+    assert!(read.repo.as_ref().unwrap().full_clone, "{:?}", read.repo);
     assert_eq!(read.queue.len(), 2);
     assert_eq!(read.queue[0].status, QueueStatus::Queued);
     assert_eq!(read.queue[1].status, QueueStatus::Cancelled);

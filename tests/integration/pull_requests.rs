@@ -550,8 +550,9 @@ async fn sessions_clone_push_and_open_pull_requests_as_the_people_who_asked() {
 
 /// Acceptance 2's other half: a server with no GitHub App at all. The
 /// sandbox clones and pushes with the GitHub token of the person it works
-/// for (the admin, who linked their account); the admin's pull request is
-/// opened as them; Bob, who has no GitHub account, gets the compare page.
+/// for (the admin, who linked their account), the whole history as the
+/// feature asks; the admin's pull request is opened as them; Bob, who has
+/// no GitHub account, gets the compare page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_an_app_people_open_pull_requests_or_get_a_compare_link() {
     let gh = FakeGitHub::start(APP_ID, CLIENT_ID, CLIENT_SECRET).await;
@@ -581,7 +582,7 @@ async fn without_an_app_people_open_pull_requests_or_get_a_compare_link() {
         &base,
         json!({
             "title": "Appless",
-            "repo": { "url": widget, "base_branch": "main" }
+            "repo": { "url": widget, "base_branch": "main", "full_clone": true }
         }),
     )
     .await;
@@ -595,6 +596,13 @@ async fn without_an_app_people_open_pull_requests_or_get_a_compare_link() {
     settled(&base, &feature_id, &first).await;
     let done = settled(&base, &feature_id, &second).await;
     assert_eq!(done.status, canopy_protocol::feature::QueueStatus::Done);
+    // The feature asked for the whole history.
+    let workspace = dir.path().join("sandboxes").join(&sid).join("workspace");
+    assert_eq!(
+        git(&workspace, &["rev-parse", "--is-shallow-repository"]).unwrap(),
+        "false"
+    );
+    assert!(document(&base, &feature_id).await.repo.unwrap().full_clone);
 
     // Bob asks: the branch is pushed (with the admin's token), but
     // nobody can open the pull request for him.

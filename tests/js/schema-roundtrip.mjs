@@ -145,7 +145,7 @@ function write(file) {
     d.title = "Café login ☕";
     d.description = "Written by a browser.";
     d.status = "active";
-    d.repo = { url: "https://github.com/acme/web.git", base_branch: "main", feature_branch: null };
+    d.repo = { url: "https://github.com/acme/web.git", base_branch: "main", feature_branch: null, full_clone: true };
     d.created_by = "js-alice";
     d.created_at = Date.now();
     d.participants = { "js-alice": { name: "Alice", role: "owner" } };

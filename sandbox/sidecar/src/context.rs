@@ -763,6 +763,7 @@ mod tests {
                 url: "https://example.com/acme/app.git".into(),
                 base_branch: "main".into(),
                 feature_branch: Some("canopy/oauth".into()),
+                full_clone: false,
             }),
             created_by: "alice".into(),
             created_by_name: "Alice".into(),

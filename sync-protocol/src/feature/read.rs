@@ -28,11 +28,16 @@ pub fn read<D: ReadDoc + ?Sized>(doc: &D) -> Result<FeatureDoc, SchemaError> {
 /// The feature's repository, if it has one (without reading the rest).
 pub fn read_repo<D: ReadDoc + ?Sized>(doc: &D) -> Option<RepoRef> {
     let v = DocView::new(doc, None);
-    v.map(&ROOT, "repo").map(|r| RepoRef {
-        url: v.string(&r, "url"),
-        base_branch: v.string(&r, "base_branch"),
-        feature_branch: v.str(&r, "feature_branch"),
-    })
+    v.map(&ROOT, "repo").map(|r| repo_at(&v, &r))
+}
+
+fn repo_at<D: ReadDoc + ?Sized>(v: &DocView<'_, D>, r: &ObjId) -> RepoRef {
+    RepoRef {
+        url: v.string(r, "url"),
+        base_branch: v.string(r, "base_branch"),
+        feature_branch: v.str(r, "feature_branch"),
+        full_clone: v.bool(r, "full_clone").unwrap_or(false),
+    }
 }
 
 /// The document as it was at `heads` (for example a single change hash from
@@ -71,11 +76,7 @@ fn read_view<D: ReadDoc + ?Sized>(v: DocView<'_, D>) -> Result<FeatureDoc, Schem
             .str(root, "status")
             .map(FeatureStatus::from)
             .unwrap_or_default(),
-        repo: v.map(root, "repo").map(|r| RepoRef {
-            url: v.string(&r, "url"),
-            base_branch: v.string(&r, "base_branch"),
-            feature_branch: v.str(&r, "feature_branch"),
-        }),
+        repo: v.map(root, "repo").map(|r| repo_at(&v, &r)),
         created_by: v.string(root, "created_by"),
         created_at: v.i64(root, "created_at").unwrap_or_default(),
         participants: map_of(v, "participants", |p| Participant {

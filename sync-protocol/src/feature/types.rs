@@ -58,6 +58,10 @@ pub struct RepoRef {
     pub base_branch: String,
     /// Branch holding the feature's work, once created.
     pub feature_branch: Option<String>,
+    /// Sandboxes clone the whole history instead of the server's shallow
+    /// default (for work that needs `git log`, `blame` or old tags).
+    /// Absent in documents written before server API 11: `false`.
+    pub full_clone: bool,
 }
 
 /// A member of the feature, as shown in the UI.

@@ -600,7 +600,14 @@ fn put_repo<T: Transactable>(tx: &mut T, repo: Option<&RepoRef>) -> Result<(), S
     let r = ensure_object(tx, &ROOT, "repo", ObjType::Map)?;
     tx.put(&r, "url", repo.url.as_str())?;
     tx.put(&r, "base_branch", repo.base_branch.as_str())?;
-    put_opt_str(tx, &r, "feature_branch", repo.feature_branch.as_deref())
+    put_opt_str(tx, &r, "feature_branch", repo.feature_branch.as_deref())?;
+    // Written only when set: absent reads as `false`, as in older documents.
+    if repo.full_clone {
+        tx.put(&r, "full_clone", true)?;
+    } else if tx.get(&r, "full_clone")?.is_some() {
+        tx.delete(&r, "full_clone")?;
+    }
+    Ok(())
 }
 
 fn put_usage<T: Transactable>(tx: &mut T, s: &ObjId, usage: &Usage) -> Result<(), SchemaError> {

@@ -47,6 +47,7 @@ pub(crate) fn sample_document() -> Automerge {
             url: "https://github.com/acme/app.git".into(),
             base_branch: "main".into(),
             feature_branch: None,
+            full_clone: false,
         }),
         created_by: "alice".into(),
         created_by_name: "Alice".into(),
@@ -83,6 +84,7 @@ pub(crate) fn sample_document() -> Automerge {
                 url: "https://github.com/acme/app.git".into(),
                 base_branch: "main".into(),
                 feature_branch: Some("canopy/oauth".into()),
+                full_clone: true,
             }),
         )
     });
@@ -303,6 +305,7 @@ pub(crate) fn sample_expected() -> FeatureDoc {
             url: "https://github.com/acme/app.git".into(),
             base_branch: "main".into(),
             feature_branch: Some("canopy/oauth".into()),
+            full_clone: true,
         }),
         created_by: "alice".into(),
         created_at: T0,

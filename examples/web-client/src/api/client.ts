@@ -83,7 +83,7 @@ export interface CreatedFeature {
 export interface NewFeature {
   title: string;
   description?: string;
-  repo?: { url: string; base_branch?: string; feature_branch?: string | null } | null;
+  repo?: { url: string; base_branch?: string; feature_branch?: string | null; full_clone?: boolean } | null;
 }
 
 export interface NewSession {

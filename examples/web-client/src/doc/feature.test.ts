@@ -67,6 +67,22 @@ describe("readFeature", () => {
     expect(view.decisions[0]).toMatchObject({ decision: "Use octocrab", alternatives: ["reqwest"], createdAt: 7 });
   });
 
+  it("reads the repository, whole-history clones included (absent means shallow)", () => {
+    expect(readFeature(serverFeature()).repo).toBeNull();
+    const shallow = A.change(serverFeature(), (d) => {
+      d.repo = { url: "https://github.com/acme/app.git", base_branch: "main", feature_branch: null };
+    });
+    expect(readFeature(shallow).repo).toEqual({ url: "https://github.com/acme/app.git", baseBranch: "main", featureBranch: null, fullClone: false });
+    const full = A.change(shallow, (d) => {
+      d.repo!.full_clone = true;
+    });
+    expect(readFeature(full).repo?.fullClone).toBe(true);
+    const garbage = A.change(A.clone(shallow), (d) => {
+      (d.repo as unknown as Record<string, unknown>).full_clone = "yes";
+    });
+    expect(readFeature(garbage).repo?.fullClone).toBe(false);
+  });
+
   it("marks a document with a newer schema read-only", () => {
     const doc = A.change(serverFeature(), (d) => {
       d.schema = 2;

@@ -98,6 +98,8 @@ export interface RepoView {
   url: string;
   baseBranch: string;
   featureBranch: string | null;
+  /** Sandboxes clone the whole history, not the shallow default. */
+  fullClone: boolean;
 }
 
 export interface FeatureView {
@@ -226,7 +228,7 @@ function readRepo(value: unknown): RepoView | null {
   if (!m) return null;
   const url = str(m.url);
   if (!url) return null;
-  return { url, baseBranch: str(m.base_branch, "main"), featureBranch: optStr(m.feature_branch) };
+  return { url, baseBranch: str(m.base_branch, "main"), featureBranch: optStr(m.feature_branch), fullClone: m.full_clone === true };
 }
 
 /** Read a Feature document (or any value) into view data. Never throws. */

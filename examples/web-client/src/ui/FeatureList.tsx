@@ -85,6 +85,7 @@ function NewFeatureForm({ onDone }: { onDone: () => void }) {
   const [description, setDescription] = useState("");
   const [repoUrl, setRepoUrl] = useState("");
   const [branch, setBranch] = useState("main");
+  const [fullClone, setFullClone] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const ids = { title: useId(), desc: useId(), repo: useId(), branch: useId() };
@@ -101,7 +102,7 @@ function NewFeatureForm({ onDone }: { onDone: () => void }) {
       const created = await conn.api.createFeature({
         title: title.trim(),
         description: description.trim(),
-        repo: repoUrl.trim() ? { url: repoUrl.trim(), base_branch: branch.trim() || "main" } : null,
+        repo: repoUrl.trim() ? { url: repoUrl.trim(), base_branch: branch.trim() || "main", ...(fullClone ? { full_clone: true } : {}) } : null,
       });
       conn.rememberFeatureUrl(created.feature_id, created.doc_url);
       onDone();
@@ -134,6 +135,12 @@ function NewFeatureForm({ onDone }: { onDone: () => void }) {
           <input id={ids.branch} value={branch} onChange={(e) => setBranch(e.target.value)} disabled={!repoUrl.trim()} />
         </div>
       </div>
+      {repoUrl.trim() && (
+        <label className="check">
+          <input type="checkbox" checked={fullClone} onChange={(e) => setFullClone(e.target.checked)} />
+          Clone the whole history (sessions start faster with the default shallow clone)
+        </label>
+      )}
       {error && <ErrorNote>{error}</ErrorNote>}
       {!online && <p className="fine">Creating a feature needs the server; you are offline.</p>}
       <div className="form-actions">
