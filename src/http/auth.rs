@@ -229,8 +229,20 @@ pub(super) async fn sync_ticket(
 }
 
 /// `GET /api/me`: who the token belongs to.
-pub(super) async fn me(Caller(who): Caller) -> Json<serde_json::Value> {
+pub(super) async fn me(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+) -> Json<serde_json::Value> {
+    // The linked GitHub account, so a client can offer to link one.
+    let github = match state.github_access().accounts().by_user(&who.user_id).await {
+        Ok(account) => account.map(|a| json!({ "login": a.login })),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the linked GitHub account");
+            None
+        }
+    };
     Json(json!({
+        "github": github,
         "user_id": who.user_id,
         "handle": who.handle,
         "display_name": who.display_name,

@@ -74,6 +74,11 @@ impl ApiError {
         self.status
     }
 
+    /// The message for people.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// The stable code.
     pub fn code(&self) -> &'static str {
         self.code

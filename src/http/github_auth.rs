@@ -23,6 +23,7 @@ use super::{ApiError, auth::Caller};
 use crate::{
     audit::AuditAction,
     auth::{NewUser, TokenScope, users::valid_handle},
+    github::client::query_escape,
     github::oauth::Purpose,
     state::AppState,
 };
@@ -93,6 +94,15 @@ pub(super) async fn login(
     Ok(response)
 }
 
+/// `GET /api/github/config` (public): what a sign-in page may offer.
+pub(super) async fn config(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let github = state.github();
+    Json(json!({
+        "sign_in": github.host().has_oauth(),
+        "signup": github.signup(),
+    }))
+}
+
 /// `POST /api/github/link`: for a signed-in person.
 pub(super) async fn link(
     State(state): State<AppState>,
@@ -148,6 +158,7 @@ pub(super) async fn callback(
     }
     let sign_in = query
         .state
+        .clone()
         .filter(|s| s.len() == 32)
         .ok_or_else(|| ApiError::bad_request("bad_state", "the state parameter is missing"))?;
     let purpose = github.sign_ins().finish(&sign_in).ok_or_else(|| {
@@ -156,6 +167,49 @@ pub(super) async fn callback(
             "this sign-in is unknown, used or older than ten minutes; start again",
         )
     })?;
+    // From here on the browser came back from GitHub for a sign-in or a
+    // link it began: a failure goes back to the page it came from, with
+    // the reason in the fragment, rather than a bare JSON error.
+    let back_to = match &purpose {
+        Purpose::SignIn { return_to } => return_to.clone(),
+        Purpose::Link { .. } => "/".to_owned(),
+    };
+    match complete(&state, &headers, query, sign_in, purpose).await {
+        Ok(response) => Ok(response),
+        Err(e) => {
+            tracing::info!(
+                code = e.code(),
+                error = e.message(),
+                "sign-in with GitHub failed"
+            );
+            Ok(no_store(
+                Redirect::to(&format!(
+                    "{back_to}#github_error={}&message={}",
+                    e.code(),
+                    query_escape(e.message())
+                ))
+                .into_response(),
+            ))
+        }
+    }
+}
+
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The rest of the callback, once its sign-in is known.
+async fn complete(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: CallbackQuery,
+    sign_in: String,
+    purpose: Purpose,
+) -> Result<Response, ApiError> {
+    let github = state.github();
     if let Some(error) = query.error {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -167,7 +221,7 @@ pub(super) async fn callback(
         ));
     }
     if matches!(purpose, Purpose::SignIn { .. })
-        && cookie_state(&headers).as_deref() != Some(sign_in.as_str())
+        && cookie_state(headers).as_deref() != Some(sign_in.as_str())
     {
         return Err(ApiError::bad_request(
             "bad_state",
@@ -183,7 +237,7 @@ pub(super) async fn callback(
         ApiError::new(StatusCode::BAD_GATEWAY, "github_failed", e.to_string())
     };
     let token = host
-        .exchange_code(&code, &redirect_uri(&state))
+        .exchange_code(&code, &redirect_uri(state))
         .await
         .map_err(|e| match e {
             crate::github::client::GitHostError::Rejected(m) => ApiError::new(
@@ -216,7 +270,7 @@ pub(super) async fn callback(
                     format!("linked GitHub account {}", gh.login),
                 )
                 .await;
-            Ok(Redirect::to("/#github=linked").into_response())
+            Ok(no_store(Redirect::to("/#github=linked").into_response()))
         }
         Purpose::SignIn { return_to } => {
             let user_id = match accounts
@@ -225,7 +279,7 @@ pub(super) async fn callback(
                 .map_err(ApiError::internal)?
             {
                 Some(account) => account.user_id,
-                None if github.signup() => create_user(&state, &gh).await?,
+                None if github.signup() => create_user(state, &gh).await?,
                 None => {
                     return Err(ApiError::new(
                         StatusCode::FORBIDDEN,
@@ -279,10 +333,7 @@ pub(super) async fn callback(
             )) {
                 response.headers_mut().insert(header::SET_COOKIE, v);
             }
-            response
-                .headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            Ok(response)
+            Ok(no_store(response))
         }
     }
 }

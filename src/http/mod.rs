@@ -129,6 +129,8 @@ pub fn router(state: AppState) -> Router {
         // and cookie protect them.
         .route("/github/login", get(github_auth::login))
         .route("/github/callback", get(github_auth::callback))
+        // What the sign-in page offers, asked before anyone is signed in.
+        .route("/github/config", get(github_auth::config))
         .merge(api);
 
     let web = config.web_dir.as_deref().and_then(|dir| {

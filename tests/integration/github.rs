@@ -111,6 +111,16 @@ async fn webhooks_track_pull_requests_and_refuse_what_they_cannot_trust() {
         base: base.clone(),
         client: http_anon(),
     };
+    // No OAuth app configured: nothing to offer at sign-in, and the
+    // login route says so.
+    let offered = get_json(format!("{base}/api/github/config")).await;
+    assert_eq!(offered["sign_in"], false, "{offered}");
+    let login = http_anon()
+        .get(format!("{base}/api/github/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 404);
 
     let (fid, _) = create_feature_with(
         &base,

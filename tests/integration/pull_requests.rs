@@ -266,6 +266,50 @@ async fn sessions_clone_push_and_open_pull_requests_as_the_people_who_asked() {
         .await
         .unwrap();
     assert_eq!(forged.status(), 400);
+    // What a sign-in page may offer, asked by anyone.
+    let offered: Value = http_anon()
+        .get(format!("{base}/api/github/config"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(offered, json!({ "sign_in": true, "signup": true }));
+    // GitHub says no: the browser goes back where it was, the reason in
+    // the fragment (not a bare JSON error).
+    let start = no_redirects()
+        .get(format!("{base}/api/github/login?return_to=/f/x"))
+        .send()
+        .await
+        .unwrap();
+    let cookie = start.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let authorize = location(&start);
+    let state = authorize
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("state="))
+        .unwrap()
+        .to_owned();
+    let refused = no_redirects()
+        .get(format!(
+            "{base}/api/github/callback?error=access_denied&error_description=The+user+said+no&state={state}"
+        ))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 303);
+    let to = location(&refused);
+    assert!(
+        to.starts_with("/f/x#github_error=github_refused&message=") && to.contains("said%20no"),
+        "{to}"
+    );
 
     let (feature_id, _) = create_feature_with(
         &base,
@@ -577,6 +621,20 @@ async fn without_an_app_people_open_pull_requests_or_get_a_compare_link() {
     let back = through_github(linked["authorize_url"].as_str().unwrap(), None).await;
     assert_eq!(back.status(), 303);
     let (_, bob) = add_user(&server, "bob").await;
+    // `/api/me` says who is linked, so the web client can offer to link.
+    let me = get_json_as(&base, TOKEN, "/api/me").await;
+    assert_eq!(me["github"], json!({ "login": "alice-gh" }), "{me}");
+    let me = get_json_as(&base, &bob, "/api/me").await;
+    assert_eq!(me["github"], Value::Null, "{me}");
+    let offered: Value = http_anon()
+        .get(format!("{base}/api/github/config"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(offered, json!({ "sign_in": true, "signup": false }));
 
     let (feature_id, _) = create_feature_with(
         &base,
