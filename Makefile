@@ -61,6 +61,7 @@ web-test: web-deps
 web-e2e: web-deps
 	$(CARGO) build --bin canopy
 	$(CARGO) build -p canopy-sidecar
+	$(CARGO) build --example fake-github
 	$(NPM) run --prefix $(WEB) e2e
 
 ## The pinned OpenCode agent server (sandbox/opencode), installed from npm once;

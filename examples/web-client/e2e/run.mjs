@@ -10,6 +10,7 @@
  * Chromium, no server binary, no build) fails; nothing is skipped.
  * Environment: see README.md, "Browser tests and measurements".
  */
+import { FakeGitHub } from "./lib/github.mjs";
 import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -35,6 +36,7 @@ if (files.length === 0) {
 class TestContext {
   servers = [];
   people = [];
+  fakes = [];
   browser = null;
   log = [];
   constructor(name) {
@@ -50,6 +52,12 @@ class TestContext {
     this.servers.push(s);
     return s;
   }
+  /** The fake GitHub (lib/github.mjs), stopped after the scenario. */
+  async fakeGitHub(options) {
+    const g = await FakeGitHub.start(options);
+    this.fakes.push(g);
+    return g;
+  }
   async person(server, user, options) {
     this.browser ??= await launchBrowser();
     const p = await Person.open(this.browser, server, user, options);
@@ -60,6 +68,7 @@ class TestContext {
     for (const p of this.people) await p.close();
     if (this.browser) await this.browser.close().catch(() => {});
     for (const s of this.servers) await s.stop().catch(() => {});
+    for (const g of this.fakes) await g.stop().catch(() => {});
   }
   async saveFailureScreens(slug) {
     mkdirSync(failureDir, { recursive: true });

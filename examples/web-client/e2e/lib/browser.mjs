@@ -35,7 +35,9 @@ export class Person {
     this.server = server;
   }
 
-  static async open(browser, server, user, { viewport = DESKTOP, name = user.name, isMobile = false } = {}) {
+  /** `signedIn: false`: a fresh browser at the server's root (the sign-in
+   * page); `user` then only names the person. */
+  static async open(browser, server, user, { viewport = DESKTOP, name = user.name, isMobile = false, signedIn = true } = {}) {
     const p = new Person(name, user, server);
     p.context = await browser.newContext({ viewport, isMobile, hasTouch: isMobile, deviceScaleFactor: 1 });
     p.context.setDefaultTimeout(ms(T.ui));
@@ -44,6 +46,7 @@ export class Person {
     await p.context.addInitScript(() => localStorage.setItem("canopy:debug", "1"));
     p.page = await p.context.newPage();
     p.#watch(p.page);
+    if (!signedIn) return p;
     await p.page.goto(`${server.url}/#token=${encodeURIComponent(user.token)}`);
     await p.page.getByRole("heading", { name: "Features" }).waitFor({ timeout: ms(T.sync) });
     // The list has loaded (and is saved on this device).

@@ -19,6 +19,8 @@ export const config = {
   canopyBin: env.CANOPY_BIN || join(TARGET_DIR, "debug/canopy"),
   /** The sandbox sidecar (`cargo build -p canopy-sidecar`). */
   sidecarBin: env.CANOPY_SIDECAR_BIN || join(TARGET_DIR, "debug/canopy-sidecar"),
+  /** The integration tests' fake GitHub as a process (`cargo build --example fake-github`). */
+  fakeGitHubBin: env.CANOPY_FAKE_GITHUB_BIN || join(TARGET_DIR, "debug/examples/fake-github"),
   /** OpenCode (`make opencode`). */
   opencodeBin: env.CANOPY_OPENCODE_BIN || join(REPO_ROOT, "sandbox/opencode/node_modules/.bin/opencode"),
   /** The client's build the server serves at `/` (`npm run build`). */

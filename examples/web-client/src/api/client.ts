@@ -55,6 +55,47 @@ export interface Me {
   email: string | null;
   token_id: string;
   scope: { kind: string };
+  /** The linked GitHub account (server API 11), if any. */
+  github?: { login: string } | null;
+}
+
+/** `GET /api/github/config` (public): what the sign-in page may offer. */
+export interface GitHubConfig {
+  sign_in: boolean;
+  signup: boolean;
+}
+
+/** `POST …/sessions/{sid}/pr`: the pull request, or (when nobody could
+ * open it) the compare page to open it by hand. */
+export interface PullRequestOutcome {
+  session_id: string;
+  branch: string;
+  head: string;
+  pr: { url: string; number: number; state: string } | null;
+  created?: boolean;
+  opened_as?: "user" | "app";
+  opened_by?: string;
+  compare_url?: string;
+  reason?: string;
+}
+
+/** What this server offers for GitHub; all off when it cannot be asked. */
+export async function githubConfig(base = ""): Promise<GitHubConfig> {
+  try {
+    const r = await fetch(`${base}/api/github/config`, { cache: "no-store" });
+    if (!r.ok) return { sign_in: false, signup: false };
+    const j = (await r.json()) as Partial<GitHubConfig>;
+    return { sign_in: j.sign_in === true, signup: j.signup === true };
+  } catch {
+    return { sign_in: false, signup: false };
+  }
+}
+
+/** Where "Sign in with GitHub" goes: the server's login route, returning
+ * to `path` (a path of this site). */
+export function githubLoginUrl(path: string): string {
+  const back = path.startsWith("/") && !path.startsWith("//") && !path.startsWith("/signin") ? path : "/";
+  return `/api/github/login?return_to=${encodeURIComponent(back)}`;
 }
 
 export interface SyncTicket {
@@ -100,9 +141,9 @@ export class Api {
     private readonly base = "",
   ) {}
 
-  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  async request<T>(method: string, path: string, body?: unknown, timeoutMs = TIMEOUT_MS): Promise<T> {
     const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), TIMEOUT_MS);
+    const timer = setTimeout(() => controller.abort(), timeoutMs);
     let response: Response;
     try {
       response = await fetch(`${this.base}/api${path}`, {
@@ -221,6 +262,17 @@ export class Api {
    * caller (writers only; viewers get 403). */
   restore(featureId: string, heads: readonly string[], path: readonly string[]): Promise<Restored> {
     return this.request("POST", `/features/${encodeURIComponent(featureId)}/restore`, { heads, path });
+  }
+
+  /** The authorize URL that links the caller's GitHub account. */
+  linkGitHub(): Promise<{ authorize_url: string }> {
+    return this.request("POST", "/github/link");
+  }
+
+  /** Push the session's branch and open (or update) its pull request.
+   * Pushing and asking GitHub can take a while: a longer timeout. */
+  openPullRequest(featureId: string, sessionId: string): Promise<PullRequestOutcome> {
+    return this.request("POST", `/features/${encodeURIComponent(featureId)}/sessions/${encodeURIComponent(sessionId)}/pr`, {}, 120_000);
   }
 
   toolOutput(featureId: string, sessionId: string, partId: string): Promise<{ part_id: string; tool: string; output: string }> {

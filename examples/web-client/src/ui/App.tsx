@@ -6,7 +6,9 @@ import type { Me } from "../api/client";
 import { Connection } from "../sync/connection";
 import { local } from "../sync/local";
 import { ConnectionContext } from "./hooks";
-import { navigate, useRoute } from "./router";
+import { matchRoute, navigate, useRoute } from "./router";
+import { hasFragmentData, readFragment } from "./fragment";
+import type { Notice } from "./Shell";
 import { SignIn } from "./SignIn";
 import { Shell } from "./Shell";
 import { FeatureList } from "./FeatureList";
@@ -27,21 +29,25 @@ function initialAuth(): Auth | null {
   return token && me ? { token, me } : null;
 }
 
-/** `#token=…` (the link `canopy serve` prints on first start). */
-function tokenFromHash(): string | null {
-  const m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
-  return m ? decodeURIComponent(m[1]!) : null;
-}
-
 export function App() {
   const [auth, setAuth] = useState<Auth | null>(initialAuth);
-  const [hashToken, setHashToken] = useState(tokenFromHash);
+  // Read once at start: a token (printed link, GitHub sign-in), or how a
+  // GitHub link or sign-in went. Cleared from the address bar right away.
+  const [fragment] = useState(() => readFragment(location.hash));
+  const [hashToken, setHashToken] = useState(fragment.token);
+  const [notice, setNotice] = useState<Notice | null>(() =>
+    fragment.githubError
+      ? { tone: "bad", text: fragment.githubError.message }
+      : fragment.githubLinked
+        ? { tone: "good", text: "Your GitHub account is linked: pull requests you ask for are opened as you." }
+        : null,
+  );
   const [connection, setConnection] = useState<Connection | null>(null);
   const route = useRoute();
 
   useEffect(() => {
-    if (hashToken) history.replaceState(null, "", location.pathname + location.search);
-  }, [hashToken]);
+    if (hasFragmentData(fragment)) history.replaceState(null, "", location.pathname + location.search);
+  }, [fragment]);
 
   // One connection per signed-in user; closed on sign-out.
   useEffect(() => {
@@ -59,8 +65,11 @@ export function App() {
   const signedIn = useCallback((token: string, me: Me) => {
     local.saveSignIn(token, me);
     setHashToken(null);
+    setNotice(null);
     setAuth({ token, me });
-    navigate(paths.features(), { replace: true });
+    // A sign-in from a link to a page (GitHub brings the browser back to
+    // where it began) stays on that page.
+    if (matchRoute(location.pathname).name === "signin") navigate(paths.features(), { replace: true });
   }, []);
 
   const signOut = useCallback(
@@ -82,15 +91,15 @@ export function App() {
   if (!auth || route.name === "signin" || hashToken) {
     if (auth && route.name === "signin" && !hashToken) {
       // Already signed in: the sign-in page offers to switch tokens.
-      return <SignIn onSignedIn={signedIn} current={auth.me} initialToken={null} />;
+      return <SignIn onSignedIn={signedIn} current={auth.me} initialToken={null} initialError={notice?.tone === "bad" ? notice.text : null} />;
     }
-    return <SignIn onSignedIn={signedIn} current={null} initialToken={hashToken} />;
+    return <SignIn onSignedIn={signedIn} current={null} initialToken={hashToken} initialError={notice?.tone === "bad" ? notice.text : null} />;
   }
   if (!connection) return <Loading>Opening your local copy…</Loading>;
 
   return (
     <ConnectionContext.Provider value={connection}>
-      <Shell onSignOut={signOut}>
+      <Shell onSignOut={signOut} notice={notice} onDismissNotice={() => setNotice(null)}>
         {route.name === "features" && <FeatureList />}
         {route.name === "feature" && <Dashboard featureId={route.featureId} />}
         {route.name === "session" && <SessionView featureId={route.featureId} sessionId={route.sessionId} />}

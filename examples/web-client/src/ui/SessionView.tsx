@@ -14,7 +14,7 @@ import type { QueueItem } from "../model/queue";
 import { cost, plural, tokens } from "../model/format";
 import { nameOf, queueTone, sessionCards, sessionTone } from "../model/feature";
 import type { FeatureRoom } from "../sync/rooms";
-import type { SessionDiff } from "../api/client";
+import type { PullRequestOutcome, SessionDiff } from "../api/client";
 import { useConnection, useConnectionState, useFeature, useNow, usePresence, useTranscript } from "./hooks";
 import { FeatureHeader, QueueRow, useMutate, useRole } from "./Dashboard";
 import { Link, paths } from "./router";
@@ -481,6 +481,7 @@ export function SessionView({ featureId, sessionId }: { featureId: string; sessi
   const { mutate, error, setError } = useMutate(f.handle);
   const now = useNow(10_000);
   const [sideOpen, setSideOpen] = useState(false);
+  const [prOutcome, setPrOutcome] = useState<PullRequestOutcome | null>(null);
   usePresence(f.room, sessionId);
   const session = f.view?.sessions.find((s) => s.id === sessionId) ?? null;
   useEffect(() => {
@@ -509,6 +510,10 @@ export function SessionView({ featureId, sessionId }: { featureId: string; sessi
     );
   }
   const running = feature.queue.some((q) => q.sessionId === sessionId && (q.status === "running" || q.status === "dispatched"));
+  const askPr = async () => {
+    setPrOutcome(null);
+    setPrOutcome(await conn.api.openPullRequest(featureId, sessionId));
+  };
   const cancel = (id: string) => mutate("withdraw a prompt", (d) => void cancelQueueEntry(d, id, conn.me.user_id, Date.now()));
 
   return (
@@ -533,6 +538,22 @@ export function SessionView({ featureId, sessionId }: { featureId: string; sessi
                 ■ Stop
               </AsyncButton>
             )}
+            {writable && feature.repo && session.sandbox && (
+              <AsyncButton
+                className="btn pr-button"
+                disabled={!online || running}
+                title={
+                  !online
+                    ? "Needs a connection"
+                    : running
+                      ? "Wait for the running prompt to finish"
+                      : "Push the session's branch and open its pull request (as you when your GitHub account is linked)"
+                }
+                onClick={askPr}
+              >
+                {session.pr ? "Update pull request" : "Open pull request"}
+              </AsyncButton>
+            )}
             <button type="button" className="btn btn-small side-toggle" aria-expanded={sideOpen} onClick={() => setSideOpen((o) => !o)}>
               {sideOpen ? "Hide details" : `Details${session.filesChanged.length ? ` · ${plural(session.filesChanged.length, "file")}` : ""}`}
             </button>
@@ -546,6 +567,7 @@ export function SessionView({ featureId, sessionId }: { featureId: string; sessi
             </button>
           </ErrorNote>
         )}
+        {prOutcome && <PullRequestNote outcome={prOutcome} onDismiss={() => setPrOutcome(null)} />}
       </div>
       <div className={`session-layout ${sideOpen ? "side-open" : ""}`}>
         <section className="session-main" aria-label="Conversation">
@@ -641,5 +663,39 @@ function SessionDiffView({ featureId, sessionId, version }: { featureId: string;
           </>
         ))}
     </details>
+  );
+}
+
+/** How asking for the pull request went: opened (as whom), updated, or
+ * the compare page to open it by hand. */
+function PullRequestNote({ outcome, onDismiss }: { outcome: PullRequestOutcome; onDismiss: () => void }) {
+  const dismiss = (
+    <button type="button" className="link-button" onClick={onDismiss}>
+      Dismiss
+    </button>
+  );
+  if (outcome.pr) {
+    const who = outcome.opened_as === "app" ? "by the GitHub App" : outcome.opened_by ? `as @${outcome.opened_by}` : "";
+    return (
+      <p className="note pr-note" role="status">
+        Pull request{" "}
+        <a href={outcome.pr.url} target="_blank" rel="noreferrer">
+          #{outcome.pr.number}
+        </a>{" "}
+        {outcome.created ? "opened" : "updated"} {who} from <code>{outcome.branch}</code>. {dismiss}
+      </p>
+    );
+  }
+  return (
+    <p className="note pr-note" role="status" title={outcome.reason}>
+      <code>{outcome.branch}</code> is pushed, but Canopy could not open the pull request for you: link your GitHub account (in the
+      account menu), or install the GitHub App on the repository.{" "}
+      {outcome.compare_url && (
+        <a href={outcome.compare_url} target="_blank" rel="noreferrer" className="compare-link">
+          Open it on GitHub
+        </a>
+      )}{" "}
+      {dismiss}
+    </p>
   );
 }

@@ -8,6 +8,7 @@ import { useConnection, useConnectionState, useNow, useUnsyncedTotal } from "./h
 import { Link, paths } from "./router";
 import { Avatar } from "./components";
 import { plural } from "../model/format";
+import { githubConfig } from "../api/client";
 
 function ConnectionPill() {
   const state = useConnectionState();
@@ -67,6 +68,62 @@ function OfflineBanner() {
   );
 }
 
+/** The linked GitHub account, or a way to link one (when the server has
+ * an OAuth app). Asked of the server each time the menu opens: linking
+ * happens in another tab or after a redirect. */
+function GitHubAccount() {
+  const conn = useConnection();
+  const online = useConnectionState().status === "online";
+  const [state, setState] = useState<{ login: string | null; offered: boolean } | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    if (!online) return;
+    let live = true;
+    void Promise.all([conn.api.me().catch(() => null), githubConfig()]).then(([me, config]) => {
+      if (live) setState({ login: me?.github?.login ?? null, offered: config.sign_in });
+    });
+    return () => {
+      live = false;
+    };
+  }, [conn, online]);
+  if (!state) return null;
+  if (state.login) {
+    return (
+      <p className="menu-github">
+        GitHub: <strong>@{state.login}</strong>
+      </p>
+    );
+  }
+  if (!state.offered) return null;
+  return (
+    <div className="menu-github">
+      <button
+        type="button"
+        className="btn btn-small"
+        onClick={async () => {
+          setError(null);
+          try {
+            const { authorize_url } = await conn.api.linkGitHub();
+            location.assign(authorize_url);
+          } catch (e) {
+            setError(e instanceof Error ? e.message : String(e));
+          }
+        }}
+      >
+        Link your GitHub account
+      </button>
+      <p className="fine">Pull requests you ask for are then opened as you.</p>
+      {error && <p className="fine warn-text">{error}</p>}
+    </div>
+  );
+}
+
+/** A one-time message for the whole app (how a GitHub link went). */
+export interface Notice {
+  tone: "good" | "bad";
+  text: string;
+}
+
 function AccountMenu({ onSignOut }: { onSignOut: (clearData: boolean) => void }) {
   const conn = useConnection();
   const [open, setOpen] = useState(false);
@@ -99,6 +156,7 @@ function AccountMenu({ onSignOut }: { onSignOut: (clearData: boolean) => void })
             <br />
             <span className="muted">@{conn.me.handle}</span>
           </p>
+          <GitHubAccount />
           <label className="check">
             <input type="checkbox" checked={clear} onChange={(e) => setClear(e.target.checked)} />
             Also delete this device's copy of your features (IndexedDB and cached data)
@@ -113,7 +171,17 @@ function AccountMenu({ onSignOut }: { onSignOut: (clearData: boolean) => void })
   );
 }
 
-export function Shell({ children, onSignOut }: { children: ReactNode; onSignOut: (clearData: boolean) => void }) {
+export function Shell({
+  children,
+  onSignOut,
+  notice = null,
+  onDismissNotice,
+}: {
+  children: ReactNode;
+  onSignOut: (clearData: boolean) => void;
+  notice?: Notice | null;
+  onDismissNotice?: () => void;
+}) {
   return (
     <div className="shell">
       <a className="skip" href="#main">
@@ -130,6 +198,14 @@ export function Shell({ children, onSignOut }: { children: ReactNode; onSignOut:
         </div>
       </header>
       <OfflineBanner />
+      {notice && (
+        <div className={`notice notice-${notice.tone}`} role={notice.tone === "bad" ? "alert" : "status"}>
+          <span>{notice.text}</span>
+          <button type="button" className="link-button" onClick={onDismissNotice}>
+            Dismiss
+          </button>
+        </div>
+      )}
       <div id="main" className="shell-main">
         {children}
       </div>

@@ -1,6 +1,6 @@
 import { useEffect, useId, useRef, useState } from "react";
 import type { FormEvent } from "react";
-import { Api, ApiError } from "../api/client";
+import { Api, ApiError, githubConfig, githubLoginUrl } from "../api/client";
 import type { Me } from "../api/client";
 import { Link, paths } from "./router";
 
@@ -8,13 +8,25 @@ export function SignIn({
   onSignedIn,
   current,
   initialToken,
+  initialError = null,
 }: {
   onSignedIn: (token: string, me: Me) => void;
   current: Me | null;
   initialToken: string | null;
+  /** Why the last sign-in with GitHub failed. */
+  initialError?: string | null;
 }) {
   const [token, setToken] = useState(initialToken ?? "");
-  const [error, setError] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(initialError);
+  // Offered only when the server has an OAuth app (asked once, public).
+  const [withGitHub, setWithGitHub] = useState(false);
+  useEffect(() => {
+    let live = true;
+    void githubConfig().then((c) => live && setWithGitHub(c.sign_in));
+    return () => {
+      live = false;
+    };
+  }, []);
   const [busy, setBusy] = useState(false);
   const inputId = useId();
   const autoTried = useRef(false);
@@ -70,6 +82,16 @@ export function SignIn({
             <Link to={paths.features()}>go back</Link>.
           </p>
         )}
+        {withGitHub && (
+          <>
+            <a className="btn btn-github" href={githubLoginUrl(location.pathname + location.search)}>
+              Sign in with GitHub
+            </a>
+            <p className="or" aria-hidden="true">
+              or
+            </p>
+          </>
+        )}
         <form onSubmit={onSubmit} className="stack">
           <label htmlFor={inputId}>API token</label>
           <input
@@ -99,3 +121,4 @@ export function SignIn({
     </main>
   );
 }
+
