@@ -370,6 +370,13 @@ async fn sessions_clone_push_and_open_pull_requests_as_the_people_who_asked() {
         "true",
         "clones are shallow by default"
     );
+    let states = sandbox_states(&base, &feature_id, &s1).await;
+    assert!(
+        states
+            .iter()
+            .any(|(s, d)| s == "syncing" && d == "cloning the repository (last 1 commit(s))"),
+        "{states:?}"
+    );
     let branch = canopy_protocol::git::session_branch("Widget polish", "Greetings", &s1);
     let (status, opened) = open_pr(&base, TOKEN, &feature_id, &s1).await;
     assert_eq!(status, 201, "{opened}");
@@ -661,6 +668,18 @@ async fn without_an_app_people_open_pull_requests_or_get_a_compare_link() {
         "false"
     );
     assert!(document(&base, &feature_id).await.repo.unwrap().full_clone);
+    // The session showed `syncing` while it cloned, then became ready.
+    let states = sandbox_states(&base, &feature_id, &sid).await;
+    let syncing = states
+        .iter()
+        .position(|(s, d)| s == "syncing" && d == "cloning the repository (whole history)")
+        .unwrap_or_else(|| panic!("no syncing state: {states:?}"));
+    assert!(
+        states[syncing + 1..]
+            .iter()
+            .any(|(s, _)| s == "ready" || s == "running"),
+        "{states:?}"
+    );
 
     // Bob asks: the branch is pushed (with the admin's token), but
     // nobody can open the pull request for him.
@@ -713,6 +732,48 @@ async fn without_an_app_people_open_pull_requests_or_get_a_compare_link() {
         "the push went in as the admin"
     );
     server.stop().await.unwrap();
+}
+
+/// Every sandbox state session `sid` went through, oldest first, with its
+/// detail, read from the feature's history (each change to the session, as
+/// the document was right after it).
+async fn sandbox_states(base: &str, feature_id: &str, sid: &str) -> Vec<(String, String)> {
+    let mut hashes = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/api/features/{feature_id}/history?limit=200&path=sessions/{sid}");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page = get_json_as(base, TOKEN, &path).await;
+        for change in page["changes"].as_array().unwrap() {
+            hashes.push(change["hash"].as_str().unwrap().to_owned());
+        }
+        match page["next"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let mut states: Vec<(String, String)> = Vec::new();
+    for hash in hashes.iter().rev() {
+        let at = get_json_as(
+            base,
+            TOKEN,
+            &format!("/api/features/{feature_id}/at?heads={hash}"),
+        )
+        .await;
+        let sandbox = &at["document"]["sessions"][sid]["sandbox"];
+        if let Some(state) = sandbox["state"].as_str() {
+            let seen = (
+                state.to_owned(),
+                sandbox["detail"].as_str().unwrap_or_default().to_owned(),
+            );
+            if states.last() != Some(&seen) {
+                states.push(seen);
+            }
+        }
+    }
+    states
 }
 
 async fn get_json_as(base: &str, token: &str, path: &str) -> Value {
