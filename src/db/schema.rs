@@ -165,6 +165,16 @@ const MIGRATIONS: &[&str] = &[
         updated_at INTEGER NOT NULL
     ) WITHOUT ROWID;
     ",
+    // 9: expiring GitHub user tokens: when `token` expires, its sealed
+    // single-use refresh token and its expiry; `token_version` grows with
+    // every new token (a refresh stores its result only over the version
+    // it refreshed).
+    "
+    ALTER TABLE github_accounts ADD COLUMN token_expires_at INTEGER;
+    ALTER TABLE github_accounts ADD COLUMN refresh_token BLOB;
+    ALTER TABLE github_accounts ADD COLUMN refresh_expires_at INTEGER;
+    ALTER TABLE github_accounts ADD COLUMN token_version INTEGER NOT NULL DEFAULT 0;
+    ",
 ];
 
 /// The schema version this build writes.

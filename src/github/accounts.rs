@@ -18,7 +18,7 @@ use aes_gcm::{
 };
 use rusqlite::{OptionalExtension, params};
 
-use super::client::HostUser;
+use super::client::{HostUser, UserToken};
 use crate::db::{Database, DbError};
 
 /// File name of the generated key in the data directory.
@@ -198,6 +198,35 @@ pub enum AccountError {
     },
 }
 
+/// A user's token as stored, with the version a refresh must replace.
+#[derive(Debug, Clone)]
+pub struct StoredToken {
+    /// The token (it may have expired).
+    pub token: UserToken,
+    /// Grows with every token stored or forgotten.
+    pub version: i64,
+}
+
+/// A token's columns, sealed.
+struct SealedToken {
+    token: Vec<u8>,
+    expires_at: Option<i64>,
+    refresh: Option<Vec<u8>>,
+    refresh_expires_at: Option<i64>,
+}
+
+impl SealedToken {
+    fn size(&self) -> usize {
+        self.token.len() + self.refresh.as_ref().map_or(0, Vec::len)
+    }
+}
+
+/// The associated data of a sealed refresh token: bound to its user, and
+/// not interchangeable with the access token's column.
+fn refresh_aad(user_id: &str) -> String {
+    format!("{user_id}/refresh")
+}
+
 /// The links, over the database. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Accounts {
@@ -224,14 +253,14 @@ impl Accounts {
         &self,
         user_id: &str,
         gh: &HostUser,
-        token: &str,
+        token: &UserToken,
     ) -> Result<(), AccountError> {
-        let sealed = self.key.seal(user_id, token).map_err(AccountError::Key)?;
+        let sealed = self.seal_token(user_id, token)?;
         let (user, login, id) = (user_id.to_owned(), gh.login.clone(), id_of(gh.id));
         let now = canopy_protocol::unix_ms_now();
         let taken = self
             .db
-            .write_returning(256 + sealed.len(), move |conn| {
+            .write_returning(512 + sealed.size(), move |conn| {
                 let owner: Option<String> = conn
                     .query_row(
                         "SELECT user_id FROM github_accounts WHERE github_id = ?1",
@@ -243,10 +272,22 @@ impl Accounts {
                     return Ok(true);
                 }
                 conn.execute(
-                    "INSERT INTO github_accounts (user_id, github_id, login, token, linked_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?5)
-                     ON CONFLICT (user_id) DO UPDATE SET github_id = ?2, login = ?3, token = ?4, updated_at = ?5",
-                    params![user, id, login, sealed, now],
+                    "INSERT INTO github_accounts (user_id, github_id, login, token, linked_at, updated_at,
+                                                  token_expires_at, refresh_token, refresh_expires_at, token_version)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?8, 1)
+                     ON CONFLICT (user_id) DO UPDATE SET github_id = ?2, login = ?3, token = ?4, updated_at = ?5,
+                         token_expires_at = ?6, refresh_token = ?7, refresh_expires_at = ?8,
+                         token_version = token_version + 1",
+                    params![
+                        user,
+                        id,
+                        login,
+                        sealed.token,
+                        now,
+                        sealed.expires_at,
+                        sealed.refresh,
+                        sealed.refresh_expires_at
+                    ],
                 )?;
                 Ok(false)
             })
@@ -307,29 +348,101 @@ impl Accounts {
             .await?)
     }
 
-    /// `user_id`'s GitHub token, decrypted; `None` without a link.
+    /// `user_id`'s GitHub token as stored, decrypted; `None` without a
+    /// link or after the token was forgotten. It may have expired: see
+    /// [`super::pulls::Access::user_token`], which refreshes it.
     ///
     /// # Errors
     /// The database or key failed, or the row cannot be decrypted.
-    pub async fn token_of(&self, user_id: &str) -> Result<Option<String>, AccountError> {
+    pub async fn stored_token(&self, user_id: &str) -> Result<Option<StoredToken>, AccountError> {
         let user = user_id.to_owned();
-        // No row, or a token forgotten (NULL): none.
-        let sealed: Option<Vec<u8>> = self
+        type Row = (
+            Option<Vec<u8>>,
+            Option<i64>,
+            Option<Vec<u8>>,
+            Option<i64>,
+            i64,
+        );
+        let row: Option<Row> = self
             .db
             .read(move |conn| {
                 conn.query_row(
-                    "SELECT token FROM github_accounts WHERE user_id = ?1",
+                    "SELECT token, token_expires_at, refresh_token, refresh_expires_at, token_version
+                     FROM github_accounts WHERE user_id = ?1",
                     params![user],
-                    |r| r.get::<_, Option<Vec<u8>>>(0),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
                 )
                 .optional()
-                .map(Option::flatten)
             })
             .await?;
-        sealed
-            .map(|s| self.key.open(user_id, &s))
-            .transpose()
-            .map_err(AccountError::Key)
+        let Some((Some(token), expires_at, refresh, refresh_expires_at, version)) = row else {
+            return Ok(None);
+        };
+        let open = |aad: &str, sealed: &[u8]| self.key.open(aad, sealed).map_err(AccountError::Key);
+        Ok(Some(StoredToken {
+            token: UserToken {
+                access_token: open(user_id, &token)?,
+                expires_at,
+                refresh_token: refresh
+                    .map(|r| open(&refresh_aad(user_id), &r))
+                    .transpose()?,
+                refresh_expires_at,
+            },
+            version,
+        }))
+    }
+
+    /// Store `token`, refreshed from the token of `version`, unless the
+    /// row moved on meanwhile; `false` then (another refresh won).
+    ///
+    /// # Errors
+    /// The database or key failed.
+    pub async fn store_refreshed(
+        &self,
+        user_id: &str,
+        version: i64,
+        token: &UserToken,
+    ) -> Result<bool, AccountError> {
+        let sealed = self.seal_token(user_id, token)?;
+        let user = user_id.to_owned();
+        let now = canopy_protocol::unix_ms_now();
+        Ok(self
+            .db
+            .write_returning(512 + sealed.size(), move |conn| {
+                let changed = conn.execute(
+                    "UPDATE github_accounts SET token = ?3, token_expires_at = ?4, refresh_token = ?5,
+                         refresh_expires_at = ?6, token_version = token_version + 1, updated_at = ?7
+                     WHERE user_id = ?1 AND token_version = ?2",
+                    params![
+                        user,
+                        version,
+                        sealed.token,
+                        sealed.expires_at,
+                        sealed.refresh,
+                        sealed.refresh_expires_at,
+                        now
+                    ],
+                )?;
+                Ok(changed == 1)
+            })
+            .await?)
+    }
+
+    fn seal_token(&self, user_id: &str, token: &UserToken) -> Result<SealedToken, AccountError> {
+        Ok(SealedToken {
+            token: self
+                .key
+                .seal(user_id, &token.access_token)
+                .map_err(AccountError::Key)?,
+            expires_at: token.expires_at,
+            refresh: token
+                .refresh_token
+                .as_deref()
+                .map(|r| self.key.seal(&refresh_aad(user_id), r))
+                .transpose()
+                .map_err(AccountError::Key)?,
+            refresh_expires_at: token.refresh_expires_at,
+        })
     }
 
     /// Forget `user_id`'s token (GitHub refused it); the link stays, so the
@@ -342,7 +455,9 @@ impl Accounts {
         self.db
             .write(64, move |conn| {
                 conn.execute(
-                    "UPDATE github_accounts SET token = NULL WHERE user_id = ?1",
+                    "UPDATE github_accounts SET token = NULL, token_expires_at = NULL, refresh_token = NULL,
+                         refresh_expires_at = NULL, token_version = token_version + 1
+                     WHERE user_id = ?1",
                     params![user],
                 )?;
                 Ok(())
@@ -357,6 +472,75 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_refresh_replaces_only_the_token_it_refreshed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::open(
+            crate::db::DbConfig::new(dir.path().join("t.db")),
+            crate::metrics::Metrics::new(),
+        )
+        .unwrap();
+        let user = crate::auth::Users::new(db.clone())
+            .create_user(crate::auth::NewUser {
+                handle: "ann".into(),
+                display_name: "Ann".into(),
+                email: None,
+            })
+            .await
+            .unwrap();
+        let uid = user.user_id.as_str();
+        let accounts = Accounts::new(db, TokenKey::in_dir(dir.path()));
+        let gh = HostUser {
+            id: 7,
+            login: "ann-gh".into(),
+            name: None,
+            email: None,
+        };
+        let first = UserToken {
+            access_token: "ghu_first".into(),
+            expires_at: Some(1_000),
+            refresh_token: Some("ghr_first".into()),
+            refresh_expires_at: Some(9_000),
+        };
+        accounts.link(uid, &gh, &first).await.unwrap();
+        let stored = accounts.stored_token(uid).await.unwrap().unwrap();
+        assert_eq!(stored.token, first);
+
+        // Two refreshes of the same version: the first is stored, the
+        // second (stale) is not.
+        let second = UserToken {
+            access_token: "ghu_second".into(),
+            refresh_token: Some("ghr_second".into()),
+            ..first.clone()
+        };
+        assert!(
+            accounts
+                .store_refreshed(uid, stored.version, &second)
+                .await
+                .unwrap()
+        );
+        let third = UserToken::lasting("ghu_third");
+        assert!(
+            !accounts
+                .store_refreshed(uid, stored.version, &third)
+                .await
+                .unwrap()
+        );
+        let now = accounts.stored_token(uid).await.unwrap().unwrap();
+        assert_eq!(now.token, second);
+        assert!(now.version > stored.version);
+
+        // Forgetting drops the refresh token too.
+        accounts.forget_token(uid).await.unwrap();
+        assert!(accounts.stored_token(uid).await.unwrap().is_none());
+        // A lasting token (an OAuth App's) has no expiry and no refresh.
+        accounts.link(uid, &gh, &third).await.unwrap();
+        assert_eq!(
+            accounts.stored_token(uid).await.unwrap().unwrap().token,
+            third
+        );
+    }
 
     #[test]
     fn tokens_open_only_for_their_user_and_key() {

@@ -171,7 +171,13 @@ pub trait GitHost: Send + Sync + std::fmt::Debug {
         &'a self,
         code: &'a str,
         redirect_uri: &'a str,
-    ) -> BoxFuture<'a, Result<String, GitHostError>>;
+    ) -> BoxFuture<'a, Result<UserToken, GitHostError>>;
+    /// A new user token for a refresh token (each refresh token works
+    /// once); `Rejected` when the forge refuses it.
+    fn refresh_user_token<'a>(
+        &'a self,
+        refresh_token: &'a str,
+    ) -> BoxFuture<'a, Result<UserToken, GitHostError>>;
     /// Who a user token belongs to.
     fn user<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<HostUser, GitHostError>>;
     /// Open the pull request (or update the one there is) with `token`.
@@ -305,6 +311,53 @@ impl GitHubHost {
         })
     }
 
+    /// `POST /login/oauth/access_token` with the OAuth client's
+    /// credentials and `fields` (a code, or a refresh token).
+    async fn token_endpoint(
+        &self,
+        mut fields: serde_json::Value,
+    ) -> Result<UserToken, GitHostError> {
+        let oauth = self.oauth.as_ref().ok_or(GitHostError::NotConfigured(
+            "sign-in with GitHub is not configured",
+        ))?;
+        fields["client_id"] = oauth.client_id.clone().into();
+        fields["client_secret"] = oauth.client_secret.clone().into();
+        let asked_at = canopy_protocol::unix_ms_now();
+        let answer = self
+            .http
+            .post(format!("{}/login/oauth/access_token", self.web_url))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .json(&fields)
+            .send()
+            .await
+            .map_err(|e| GitHostError::Unavailable(e.without_url().to_string()))?;
+        if !answer.status().is_success() {
+            return Err(GitHostError::Unavailable(format!(
+                "the token endpoint answered {}",
+                answer.status()
+            )));
+        }
+        let answer: OAuthAnswer = answer
+            .json()
+            .await
+            .map_err(|e| GitHostError::Unavailable(e.without_url().to_string()))?;
+        let at = |secs: Option<i64>| secs.map(|s| asked_at.saturating_add(s.saturating_mul(1000)));
+        match (answer.access_token, answer.error) {
+            (Some(token), None) if !token.is_empty() => Ok(UserToken {
+                access_token: token,
+                expires_at: at(answer.expires_in),
+                refresh_token: answer.refresh_token.filter(|t| !t.is_empty()),
+                refresh_expires_at: at(answer.refresh_token_expires_in),
+            }),
+            (_, error) => Err(GitHostError::Rejected(
+                answer
+                    .error_description
+                    .or(error)
+                    .unwrap_or_else(|| "no token in the answer".into()),
+            )),
+        }
+    }
+
     fn with_token(&self, token: &str) -> Result<Octocrab, GitHostError> {
         builder(&self.api_url)
             .map_err(GitHostError::Unavailable)?
@@ -377,8 +430,49 @@ fn builder(
 #[derive(Deserialize)]
 struct OAuthAnswer {
     access_token: Option<String>,
+    /// Seconds; only for tokens that expire (GitHub App user tokens).
+    expires_in: Option<i64>,
+    refresh_token: Option<String>,
+    refresh_token_expires_in: Option<i64>,
     error: Option<String>,
     error_description: Option<String>,
+}
+
+/// A person's token from the forge's OAuth token endpoint. GitHub App
+/// user tokens expire (eight hours) and come with a refresh token (six
+/// months, single use); OAuth App tokens do not.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserToken {
+    /// The access token.
+    pub access_token: String,
+    /// Unix ms, when it expires.
+    pub expires_at: Option<i64>,
+    /// The refresh token, when there is one.
+    pub refresh_token: Option<String>,
+    /// Unix ms, when the refresh token expires.
+    pub refresh_expires_at: Option<i64>,
+}
+
+impl std::fmt::Debug for UserToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserToken")
+            .field("expires_at", &self.expires_at)
+            .field("refreshable", &self.refresh_token.is_some())
+            .field("refresh_expires_at", &self.refresh_expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UserToken {
+    /// A token that does not expire.
+    pub fn lasting(access_token: impl Into<String>) -> UserToken {
+        UserToken {
+            access_token: access_token.into(),
+            expires_at: None,
+            refresh_token: None,
+            refresh_expires_at: None,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -499,44 +593,21 @@ impl GitHost for GitHubHost {
         &'a self,
         code: &'a str,
         redirect_uri: &'a str,
-    ) -> BoxFuture<'a, Result<String, GitHostError>> {
-        Box::pin(async move {
-            let oauth = self.oauth.as_ref().ok_or(GitHostError::NotConfigured(
-                "sign-in with GitHub is not configured",
-            ))?;
-            let answer = self
-                .http
-                .post(format!("{}/login/oauth/access_token", self.web_url))
-                .header(reqwest::header::ACCEPT, "application/json")
-                .json(&serde_json::json!({
-                    "client_id": oauth.client_id,
-                    "client_secret": oauth.client_secret,
-                    "code": code,
-                    "redirect_uri": redirect_uri,
-                }))
-                .send()
-                .await
-                .map_err(|e| GitHostError::Unavailable(e.without_url().to_string()))?;
-            if !answer.status().is_success() {
-                return Err(GitHostError::Unavailable(format!(
-                    "the token exchange answered {}",
-                    answer.status()
-                )));
-            }
-            let answer: OAuthAnswer = answer
-                .json()
-                .await
-                .map_err(|e| GitHostError::Unavailable(e.without_url().to_string()))?;
-            match (answer.access_token, answer.error) {
-                (Some(token), None) if !token.is_empty() => Ok(token),
-                (_, error) => Err(GitHostError::Rejected(
-                    answer
-                        .error_description
-                        .or(error)
-                        .unwrap_or_else(|| "no token in the answer".into()),
-                )),
-            }
-        })
+    ) -> BoxFuture<'a, Result<UserToken, GitHostError>> {
+        Box::pin(self.token_endpoint(serde_json::json!({
+            "code": code,
+            "redirect_uri": redirect_uri,
+        })))
+    }
+
+    fn refresh_user_token<'a>(
+        &'a self,
+        refresh_token: &'a str,
+    ) -> BoxFuture<'a, Result<UserToken, GitHostError>> {
+        Box::pin(self.token_endpoint(serde_json::json!({
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+        })))
     }
 
     fn user<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<HostUser, GitHostError>> {

@@ -13,7 +13,15 @@
 
 use canopy_protocol::feature::{FeatureDoc, QueueStatus};
 
-use super::{SharedGitHost, accounts::Accounts, client::RepoRef};
+use super::{
+    SharedGitHost,
+    accounts::Accounts,
+    client::{GitHostError, RepoRef, UserToken},
+};
+
+/// A user token is refreshed when it has less than this left: a push or
+/// a pull request started with it must not outlive it.
+const USER_TOKEN_MARGIN_MS: i64 = 5 * 60 * 1000;
 
 /// A credential for git over HTTPS.
 #[derive(Clone)]
@@ -61,6 +69,93 @@ impl Access {
         &self.accounts
     }
 
+    /// `user_id`'s GitHub token, refreshed first when it has expired or
+    /// is about to (GitHub App user tokens live eight hours); `None` when
+    /// the user has none, or it expired and cannot be refreshed (it is
+    /// then forgotten: they sign in with GitHub again).
+    ///
+    /// Two refreshes at once: a refresh token works once, so the loser is
+    /// refused; it then finds the winner's token stored, and uses that.
+    ///
+    /// # Errors
+    /// The account store failed, or the forge could not be asked.
+    pub async fn user_token(&self, user_id: &str) -> Result<Option<UserToken>, String> {
+        let Some(stored) = self
+            .accounts
+            .stored_token(user_id)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        let now = canopy_protocol::unix_ms_now();
+        let token = stored.token;
+        if token
+            .expires_at
+            .is_none_or(|at| at - now > USER_TOKEN_MARGIN_MS)
+        {
+            return Ok(Some(token));
+        }
+        let refresh = token
+            .refresh_token
+            .filter(|_| token.refresh_expires_at.is_none_or(|at| at > now));
+        let Some(refresh) = refresh else {
+            tracing::info!(
+                user_id,
+                "the user's GitHub token expired and cannot be refreshed; forgetting it"
+            );
+            self.forget(user_id).await;
+            return Ok(None);
+        };
+        match self.host.refresh_user_token(&refresh).await {
+            Ok(fresh) => {
+                if self
+                    .accounts
+                    .store_refreshed(user_id, stored.version, &fresh)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    tracing::debug!(user_id, "refreshed the user's GitHub token");
+                    Ok(Some(fresh))
+                } else {
+                    // Stored by someone else meanwhile: theirs is as good.
+                    self.current_token(user_id).await
+                }
+            }
+            Err(GitHostError::Rejected(why)) => {
+                let now_stored = self
+                    .accounts
+                    .stored_token(user_id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match now_stored {
+                    Some(s) if s.version != stored.version => Ok(Some(s.token)),
+                    _ => {
+                        tracing::info!(user_id, reason = %why, "GitHub refused the refresh token; forgetting the user's token");
+                        self.forget(user_id).await;
+                        Ok(None)
+                    }
+                }
+            }
+            Err(e) => Err(format!("cannot refresh the GitHub token: {e}")),
+        }
+    }
+
+    async fn current_token(&self, user_id: &str) -> Result<Option<UserToken>, String> {
+        Ok(self
+            .accounts
+            .stored_token(user_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|s| s.token))
+    }
+
+    async fn forget(&self, user_id: &str) {
+        if let Err(e) = self.accounts.forget_token(user_id).await {
+            tracing::warn!(user_id, error = %e, "cannot forget the user's GitHub token");
+        }
+    }
+
     /// What a sandbox working for `user_id` may clone and push
     /// `repo_url` with; `None` for repositories elsewhere, or when neither
     /// the App nor the user can give one.
@@ -92,16 +187,12 @@ impl Access {
             .by_user(user_id)
             .await
             .map_err(|e| e.to_string())?;
-        let token = self
-            .accounts
-            .token_of(user_id)
-            .await
-            .map_err(|e| e.to_string())?;
+        let token = self.user_token(user_id).await?;
         Ok(match (account, token) {
             (Some(account), Some(token)) => Some(GitCredential {
                 username: account.login,
-                password: token,
-                expires_at: None,
+                password: token.access_token,
+                expires_at: token.expires_at,
                 source: "user",
             }),
             _ => None,

@@ -247,7 +247,7 @@ async fn complete(
             ),
             other => bad_gateway(other),
         })?;
-    let gh = host.user(&token).await.map_err(bad_gateway)?;
+    let gh = host.user(&token.access_token).await.map_err(bad_gateway)?;
     let accounts = state.github_access().accounts();
     let linked_err = |e: crate::github::accounts::AccountError| match e {
         crate::github::accounts::AccountError::LinkedElsewhere { .. } => {

@@ -334,13 +334,15 @@ async fn open(
             format!("GitHub did not open the pull request: {e}"),
         )
     };
-    let token = access
-        .accounts()
-        .token_of(requester)
-        .await
-        .map_err(ApiError::internal)?;
+    let token = access.user_token(requester).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "github_unavailable",
+            format!("cannot get your GitHub token: {e}"),
+        )
+    })?;
     if let Some(token) = token {
-        match host.pull_request(&token, repo, draft).await {
+        match host.pull_request(&token.access_token, repo, draft).await {
             Ok(info) => {
                 let login = access
                     .accounts()

@@ -146,6 +146,12 @@ struct Inner {
     tokens: HashMap<String, TokenRec>,
     issued: Vec<String>,
     codes: HashMap<String, CodeRec>,
+    /// GitHub App user tokens: `ghu_` access tokens that expire (8 hours)
+    /// with a single-use `ghr_` refresh token.
+    /// Their lifetime in seconds (GitHub's: eight hours); `None`: OAuth
+    /// App tokens that do not expire.
+    expiring_user_tokens: Option<u64>,
+    refresh_tokens: HashMap<String, RefreshRec>,
     requests: Vec<Recorded>,
     next_id: u64,
 }
@@ -200,6 +206,12 @@ struct TokenRec {
     who: Who,
     expires: Option<SystemTime>,
     revoked: bool,
+}
+
+struct RefreshRec {
+    login: String,
+    scopes: Vec<String>,
+    used: bool,
 }
 
 struct CodeRec {
@@ -823,6 +835,24 @@ impl FakeGitHub {
     }
 
     /// Marks a token revoked: later use answers 401.
+    /// Issue user tokens that expire after `secs` seconds, with refresh
+    /// tokens, from now on, as a GitHub App with "Expire user
+    /// authorization tokens" does (there: eight hours).
+    pub fn expiring_user_tokens(&self, secs: u64) {
+        self.shared.lock().expiring_user_tokens = Some(secs);
+    }
+
+    /// Every user access token issued so far has expired (as if their
+    /// time had come); refresh tokens still work.
+    pub fn expire_user_tokens(&self) {
+        let past = SystemTime::now() - Duration::from_secs(1);
+        for rec in self.shared.lock().tokens.values_mut() {
+            if matches!(rec.who, Who::User { .. }) {
+                rec.expires = Some(past);
+            }
+        }
+    }
+
     pub fn revoke(&self, token: &str) {
         if let Some(rec) = self.shared.lock().tokens.get_mut(token) {
             rec.revoked = true;
@@ -2417,6 +2447,22 @@ fn oauth_access_token(
         );
     }
     let mut inner = shared.lock();
+    if get("grant_type") == "refresh_token" {
+        let refresh = get("refresh_token");
+        let Some(rec) = inner.refresh_tokens.get_mut(refresh).filter(|r| !r.used) else {
+            return error(
+                "bad_refresh_token",
+                "The refresh token passed is incorrect or expired.",
+                "bad-refresh-token",
+            );
+        };
+        rec.used = true;
+        let (login, scopes) = (rec.login.clone(), rec.scopes.clone());
+        let pairs = issue_user_token(&mut inner, login, scopes);
+        drop(inner);
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        return oauth_answer(wants_json, &pairs);
+    }
     let code = get("code");
     let usable = inner.codes.get(code).is_some_and(|c| {
         !c.used && c.issued.elapsed() < CODE_LIFETIME && c.client_id == shared.client_id
@@ -2451,36 +2497,73 @@ fn oauth_access_token(
     rec.used = true;
     let login = rec.login.clone();
     let scopes = rec.scopes.clone();
-    let token = format!("gho_{}", random_alnum(36));
+    let pairs = issue_user_token(&mut inner, login, scopes);
+    drop(inner);
+    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    oauth_answer(wants_json, &pairs)
+}
+
+/// A user access token (and, when they expire, its refresh token): the
+/// token endpoint's answer fields.
+fn issue_user_token(
+    inner: &mut Inner,
+    login: String,
+    scopes: Vec<String>,
+) -> Vec<(&'static str, String)> {
+    const REFRESH_SECS: u64 = 184 * 24 * 3600;
+    let lifetime = inner.expiring_user_tokens;
+    let expiring = lifetime.is_some();
+    let prefix = if expiring { "ghu_" } else { "gho_" };
+    let token = format!("{prefix}{}", random_alnum(36));
     inner.tokens.insert(
         token.clone(),
         TokenRec {
             who: Who::User {
-                login,
+                login: login.clone(),
                 scopes: scopes.clone(),
             },
-            expires: None,
+            expires: lifetime.map(|s| SystemTime::now() + Duration::from_secs(s)),
             revoked: false,
         },
     );
     inner.issued.push(token.clone());
-    drop(inner);
-    let scope = scopes.join(",");
-    oauth_answer(
-        wants_json,
-        &[
-            ("access_token", &token),
-            ("token_type", "bearer"),
-            ("scope", &scope),
-        ],
-    )
+    let mut pairs = vec![
+        ("access_token", token),
+        ("token_type", "bearer".to_owned()),
+        ("scope", scopes.join(",")),
+    ];
+    if let Some(secs) = lifetime {
+        let refresh = format!("ghr_{}", random_alnum(76));
+        inner.refresh_tokens.insert(
+            refresh.clone(),
+            RefreshRec {
+                login,
+                scopes,
+                used: false,
+            },
+        );
+        inner.issued.push(refresh.clone());
+        pairs.extend([
+            ("expires_in", secs.to_string()),
+            ("refresh_token", refresh),
+            ("refresh_token_expires_in", REFRESH_SECS.to_string()),
+        ]);
+    }
+    pairs
 }
 
 fn oauth_answer(json_wanted: bool, pairs: &[(&str, &str)]) -> Response {
     if json_wanted {
         let map: serde_json::Map<String, Value> = pairs
             .iter()
-            .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
+            .map(|(k, v)| {
+                // GitHub sends lifetimes as numbers.
+                let value = match v.parse::<u64>() {
+                    Ok(n) if k.ends_with("expires_in") => Value::from(n),
+                    _ => Value::String((*v).to_owned()),
+                };
+                ((*k).to_owned(), value)
+            })
             .collect();
         json_response(StatusCode::OK, &Value::Object(map))
     } else {

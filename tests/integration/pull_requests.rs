@@ -609,6 +609,10 @@ async fn without_an_app_people_open_pull_requests_or_get_a_compare_link() {
     let gh = FakeGitHub::start(APP_ID, CLIENT_ID, CLIENT_SECRET).await;
     let widget = gh.create_repo("acme", "widget", false);
     gh.add_user("alice-gh", 101, "Alice Admin", "alice@example.com");
+    // A GitHub App's OAuth client: user tokens expire, with refresh
+    // tokens. A minute, inside the margin in which Canopy refreshes them
+    // before use: every use refreshes.
+    gh.expiring_user_tokens(60);
     let model = Model::start().await;
     let dir = tempfile::tempdir().unwrap();
     let _reaper = Reaper(dir.path().to_owned());
@@ -681,8 +685,12 @@ async fn without_an_app_people_open_pull_requests_or_get_a_compare_link() {
         "{states:?}"
     );
 
-    // Bob asks: the branch is pushed (with the admin's token), but
-    // nobody can open the pull request for him.
+    // Every token issued so far stops working: what works next was
+    // refreshed.
+    gh.expire_user_tokens();
+
+    // Bob asks: the branch is pushed (with the admin's refreshed token),
+    // but nobody can open the pull request for him.
     let branch = canopy_protocol::git::session_branch("Appless", "By hand", &sid);
     let (status, compare) = open_pr(&base, &bob, &feature_id, &sid).await;
     assert_eq!(status, 200, "{compare}");
@@ -717,8 +725,22 @@ async fn without_an_app_people_open_pull_requests_or_get_a_compare_link() {
     assert_eq!(pulls[0]["user"]["login"], "alice-gh");
 
     // The App was never asked for, and git was only ever let in as the
-    // admin.
+    // admin, with refreshed tokens (each refresh token works once: the
+    // fake refuses a second use, so every refresh stored its successor).
     let requests = gh.requests();
+    let refreshes = requests
+        .iter()
+        .filter(|r| {
+            r.path == "/login/oauth/access_token" && r.body["grant_type"] == "refresh_token"
+        })
+        .count();
+    let issued = gh.issued_tokens();
+    assert!(refreshes >= 2, "{refreshes} refreshes");
+    assert_eq!(
+        issued.iter().filter(|t| t.starts_with("ghu_")).count(),
+        refreshes + 1,
+        "{issued:?}"
+    );
     assert!(
         requests
             .iter()

@@ -407,7 +407,16 @@ async fn push(State(c): State<Control>, body: axum::body::Bytes) -> Response {
     }
     // Not while a commit is being made.
     let _one_at_a_time = c.commit_lock.lock().await;
-    match git::push(&c.workspace, &req.branch, &c.helper_env).await {
+    let mut pushed = git::push(&c.workspace, &req.branch, &c.helper_env).await;
+    // The cached credential may be one the forge no longer takes (a user
+    // token revoked, or refreshed elsewhere): once more with a fresh one.
+    if matches!(&pushed, Err(e) if !matches!(e, git::GitError::Invalid(_)))
+        && c.credentials.forget()
+    {
+        tracing::info!("push failed with a cached credential; retrying with a fresh one");
+        pushed = git::push(&c.workspace, &req.branch, &c.helper_env).await;
+    }
+    match pushed {
         Ok(head) => {
             tracing::info!(branch = %req.branch, %head, "branch pushed");
             Json(PushOutcome {

@@ -86,6 +86,16 @@ impl Credentials {
             .clone()
     }
 
+    /// Drop the cached credential (the forge refused it: revoked, or
+    /// expired early); `true` if there was one.
+    pub fn forget(&self) -> bool {
+        self.cached
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .is_some()
+    }
+
     /// A credential for `req.host`, cached or asked of the server.
     ///
     /// # Errors
