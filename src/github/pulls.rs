@@ -98,8 +98,13 @@ impl Access {
         }
         let refresh = token
             .refresh_token
+            .clone()
             .filter(|_| token.refresh_expires_at.is_none_or(|at| at > now));
         let Some(refresh) = refresh else {
+            if token.expires_at.is_some_and(|at| at > now) {
+                // Nothing to refresh it with, but it still works: use it.
+                return Ok(Some(token));
+            }
             tracing::info!(
                 user_id,
                 "the user's GitHub token expired and cannot be refreshed; forgetting it"
