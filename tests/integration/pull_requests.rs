@@ -110,10 +110,10 @@ async fn through_github(authorize_url: &str, cookie: Option<&str>) -> reqwest::R
     req.send().await.unwrap()
 }
 
-/// Sign in with GitHub in a fresh browser: the Canopy token handed back.
-async fn sign_in(base: &str) -> String {
-    let web = no_redirects();
-    let start = web
+/// A fresh browser begins a sign-in with GitHub (back to `/f/x`): the
+/// cookie that binds it, and GitHub's authorize URL.
+async fn begin_sign_in(base: &str) -> (String, String) {
+    let start = no_redirects()
         .get(format!("{base}/api/github/login?return_to=/f/x"))
         .send()
         .await
@@ -131,7 +131,25 @@ async fn sign_in(base: &str) -> String {
         .next()
         .unwrap()
         .to_owned();
-    let back = through_github(&location(&start), Some(&cookie)).await;
+    (cookie, location(&start))
+}
+
+/// `GET /api/github/config`, without a token.
+async fn github_config(base: &str) -> Value {
+    http_anon()
+        .get(format!("{base}/api/github/config"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Sign in with GitHub in a fresh browser: the Canopy token handed back.
+async fn sign_in(base: &str) -> String {
+    let (cookie, authorize) = begin_sign_in(base).await;
+    let back = through_github(&authorize, Some(&cookie)).await;
     assert_eq!(
         back.status(),
         303,
@@ -267,30 +285,13 @@ async fn sessions_clone_push_and_open_pull_requests_as_the_people_who_asked() {
         .unwrap();
     assert_eq!(forged.status(), 400);
     // What a sign-in page may offer, asked by anyone.
-    let offered: Value = http_anon()
-        .get(format!("{base}/api/github/config"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(offered, json!({ "sign_in": true, "signup": true }));
+    assert_eq!(
+        github_config(&base).await,
+        json!({ "sign_in": true, "signup": true })
+    );
     // GitHub says no: the browser goes back where it was, the reason in
     // the fragment (not a bare JSON error).
-    let start = no_redirects()
-        .get(format!("{base}/api/github/login?return_to=/f/x"))
-        .send()
-        .await
-        .unwrap();
-    let cookie = start.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let authorize = location(&start);
+    let (cookie, authorize) = begin_sign_in(&base).await;
     let state = authorize
         .split(['?', '&'])
         .find_map(|p| p.strip_prefix("state="))
@@ -637,15 +638,10 @@ async fn without_an_app_people_open_pull_requests_or_get_a_compare_link() {
     assert_eq!(me["github"], json!({ "login": "alice-gh" }), "{me}");
     let me = get_json_as(&base, &bob, "/api/me").await;
     assert_eq!(me["github"], Value::Null, "{me}");
-    let offered: Value = http_anon()
-        .get(format!("{base}/api/github/config"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(offered, json!({ "sign_in": true, "signup": false }));
+    assert_eq!(
+        github_config(&base).await,
+        json!({ "sign_in": true, "signup": false })
+    );
 
     let (feature_id, _) = create_feature_with(
         &base,
