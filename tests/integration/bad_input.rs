@@ -471,6 +471,7 @@ async fn bad_rest_input_gets_json_errors() {
         json!({"title": "x", "colour": "red"}),
         json!({"title": "   "}),
         json!({"title": "x", "repo": {"url": "not a url"}}),
+        json!({"title": "x", "repo": {"url": "https://github.com/a/b.git", "full_clone": "yes"}}),
     ] {
         let r = client
             .post(format!("{base}/api/features"))
