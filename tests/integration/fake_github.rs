@@ -1920,21 +1920,54 @@ fn node_id(kind_code: &str, kind: &str, id: u64) -> String {
 
 /// GitHub's `simple-user` shape.
 fn simple_user_json(shared: &Shared, login: &str, id: u64, kind: &str) -> Value {
-    let api = &shared.api_url;
     let web = &shared.web_url;
     let node = match kind {
         "Organization" => node_id("012", "Organization", id),
         _ => node_id("04", "User", id),
     };
-    let u = format!("{api}/users/{login}");
+    account_fields(
+        login,
+        id,
+        &node,
+        &format!("{web}/avatars/u/{id}?"),
+        &format!("{web}/{login}"),
+        &format!("{}/users/{login}", shared.api_url),
+        kind,
+    )
+}
+
+fn bot_json(shared: &Shared) -> Value {
+    let web = &shared.web_url;
+    let id = shared.bot_id();
+    account_fields(
+        &shared.bot_login(),
+        id,
+        &node_id("03", "Bot", id),
+        &format!("{web}/avatars/in/{}?", shared.app_id),
+        &format!("{web}/apps/{APP_SLUG}"),
+        &format!("{}/users/{APP_SLUG}%5Bbot%5D", shared.api_url),
+        "Bot",
+    )
+}
+
+/// The account fields users and bots share; `u` is the account's API URL.
+fn account_fields(
+    login: &str,
+    id: u64,
+    node: &str,
+    avatar: &str,
+    html: &str,
+    u: &str,
+    kind: &str,
+) -> Value {
     json!({
         "login": login,
         "id": id,
         "node_id": node,
-        "avatar_url": format!("{web}/avatars/u/{id}?"),
+        "avatar_url": avatar,
         "gravatar_id": "",
         "url": u,
-        "html_url": format!("{web}/{login}"),
+        "html_url": html,
         "followers_url": format!("{u}/followers"),
         "following_url": format!("{u}/following{{/other_user}}"),
         "gists_url": format!("{u}/gists{{/gist_id}}"),
@@ -1945,34 +1978,6 @@ fn simple_user_json(shared: &Shared, login: &str, id: u64, kind: &str) -> Value 
         "events_url": format!("{u}/events{{/privacy}}"),
         "received_events_url": format!("{u}/received_events"),
         "type": kind,
-        "user_view_type": "public",
-        "site_admin": false,
-    })
-}
-
-fn bot_json(shared: &Shared) -> Value {
-    let api = &shared.api_url;
-    let web = &shared.web_url;
-    let id = shared.bot_id();
-    let u = format!("{api}/users/{APP_SLUG}%5Bbot%5D");
-    json!({
-        "login": shared.bot_login(),
-        "id": id,
-        "node_id": node_id("03", "Bot", id),
-        "avatar_url": format!("{web}/avatars/in/{}?", shared.app_id),
-        "gravatar_id": "",
-        "url": u,
-        "html_url": format!("{web}/apps/{APP_SLUG}"),
-        "followers_url": format!("{u}/followers"),
-        "following_url": format!("{u}/following{{/other_user}}"),
-        "gists_url": format!("{u}/gists{{/gist_id}}"),
-        "starred_url": format!("{u}/starred{{/owner}}{{/repo}}"),
-        "subscriptions_url": format!("{u}/subscriptions"),
-        "organizations_url": format!("{u}/orgs"),
-        "repos_url": format!("{u}/repos"),
-        "events_url": format!("{u}/events{{/privacy}}"),
-        "received_events_url": format!("{u}/received_events"),
-        "type": "Bot",
         "user_view_type": "public",
         "site_admin": false,
     })

@@ -298,15 +298,24 @@ async fn claim(State(c): State<Control>, body: axum::body::Bytes) -> Response {
     }
 }
 
+/// The session this sidecar is bound to (else answer [`not_bound`]).
+fn bound_session(c: &Control) -> Option<String> {
+    c.bound.borrow().as_ref().map(|b| b.session_id.clone())
+}
+
+fn not_bound() -> Response {
+    error(
+        StatusCode::CONFLICT,
+        "not_bound",
+        "this sandbox is not bound to a session yet",
+    )
+}
+
 /// `GET /v1/diff`: what the session changed since it began. Not while a
 /// commit runs (it moves the index and HEAD under the diff).
 async fn diff(State(c): State<Control>) -> Response {
-    if c.bound.borrow().is_none() {
-        return error(
-            StatusCode::CONFLICT,
-            "not_bound",
-            "this sandbox is not bound to a session yet",
-        );
+    if bound_session(&c).is_none() {
+        return not_bound();
     }
     let _one_at_a_time = c.commit_lock.lock().await;
     match git::session_diff(&c.workspace).await {
@@ -328,12 +337,8 @@ async fn commit(State(c): State<Control>, body: axum::body::Bytes) -> Response {
     if !canopy_protocol::ids::is_valid_user_id(&req.queue_entry) || req.queue_entry.len() > 100 {
         return error(StatusCode::BAD_REQUEST, "invalid", "bad queue_entry id");
     }
-    let Some(session_id) = c.bound.borrow().as_ref().map(|b| b.session_id.clone()) else {
-        return error(
-            StatusCode::CONFLICT,
-            "not_bound",
-            "this sandbox is not bound to a session yet",
-        );
+    let Some(session_id) = bound_session(&c) else {
+        return not_bound();
     };
     let _one_at_a_time = c.commit_lock.lock().await;
     let outcome = match git::commit_entry(&c.workspace, &req).await {
@@ -379,11 +384,7 @@ async fn credential(State(c): State<Control>, body: axum::body::Bytes) -> Respon
     }
     match c.credentials.get(&req).await {
         Ok(credential) => Json(credential).into_response(),
-        Err(CredentialError::NotBound) => error(
-            StatusCode::CONFLICT,
-            "not_bound",
-            "this sandbox is not bound to a session yet",
-        ),
+        Err(CredentialError::NotBound) => not_bound(),
         Err(e @ CredentialError::None(_)) => {
             error(StatusCode::NOT_FOUND, "no_credential", e.to_string())
         }
@@ -398,12 +399,8 @@ async fn push(State(c): State<Control>, body: axum::body::Bytes) -> Response {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
     };
-    if c.bound.borrow().is_none() {
-        return error(
-            StatusCode::CONFLICT,
-            "not_bound",
-            "this sandbox is not bound to a session yet",
-        );
+    if bound_session(&c).is_none() {
+        return not_bound();
     }
     // Not while a commit is being made.
     let _one_at_a_time = c.commit_lock.lock().await;
